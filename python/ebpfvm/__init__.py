@@ -1,0 +1,55 @@
+"""ebpfvm: a userspace eBPF runtime for Python.
+
+Assemble or load eBPF bytecode, check it, and run it in a checked interpreter
+with helpers written in Python or C::
+
+    import ebpfvm
+    prog = ebpfvm.Program.from_asm("mov %r0, %r2\\nexit")
+    exe = prog.load(verify=False)
+    assert exe.run(b"1234") == 4
+"""
+
+from __future__ import annotations
+
+from ebpfvm._core import (
+    DEFAULT_MAX_INSTRUCTIONS,
+    MAX_CALL_FRAMES,
+    MAX_PROGRAM_LEN,
+    STACK_FRAME_SIZE,
+    AssemblerError,
+    ElfError,
+    Error,
+    ExecutionError,
+    Executable,
+    MapError,
+    Program,
+    ProgramError,
+    VerifierError,
+    VMMemory,
+    assemble,
+    disassemble,
+)
+from ebpfvm._helpers import Helper, NativeHelper
+
+__all__ = [
+    "DEFAULT_MAX_INSTRUCTIONS",
+    "MAX_CALL_FRAMES",
+    "MAX_PROGRAM_LEN",
+    "STACK_FRAME_SIZE",
+    "AssemblerError",
+    "ElfError",
+    "Error",
+    "ExecutionError",
+    "Executable",
+    "Helper",
+    "MapError",
+    "NativeHelper",
+    "Program",
+    "ProgramError",
+    "VMMemory",
+    "VerifierError",
+    "assemble",
+    "disassemble",
+]
+
+__version__ = "0.1.0"

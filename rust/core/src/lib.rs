@@ -1,0 +1,13 @@
+//! ebpfvm-core: the pure-Rust heart of ebpfvm.
+//!
+//! The pipeline is: bytes or assembly text → [`program::Program`] (decoded and
+//! structurally checked) → [`interp::Executable`] (helpers resolved, ready to
+//! run in checked mode). See `DESIGN.md` at the repository root for the whole.
+
+pub mod asm;
+pub mod disasm;
+pub mod error;
+pub mod helpers;
+pub mod interp;
+pub mod isa;
+pub mod program;

@@ -1,0 +1,109 @@
+//! The `ebpfvm.Error` hierarchy, and the conversion of core errors and Rust
+//! panics into it.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+
+use ebpfvm_core::asm::AsmError;
+use ebpfvm_core::error::{ExecError, FaultKind, ProgramError as CoreProgramError};
+
+create_exception!(ebpfvm, Error, PyException, "Base class of every ebpfvm error.");
+create_exception!(ebpfvm, AssemblerError, Error, "Assembly text could not be assembled; `.line` is the 1-based source line.");
+create_exception!(ebpfvm, ProgramError, Error, "A program was rejected when loaded; `.pc` is the offending instruction (or None), `.reason` the cause.");
+create_exception!(ebpfvm, VerifierError, ProgramError, "The verifier could not prove a program safe.");
+create_exception!(ebpfvm, ExecutionError, Error, "A program faulted at run time in checked mode; `.pc`, `.reason` and `.kind` describe the fault.");
+create_exception!(ebpfvm, ElfError, Error, "An ELF object could not be loaded.");
+create_exception!(ebpfvm, MapError, Error, "A map operation failed.");
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("Error", py.get_type::<Error>())?;
+    m.add("AssemblerError", py.get_type::<AssemblerError>())?;
+    m.add("ProgramError", py.get_type::<ProgramError>())?;
+    m.add("VerifierError", py.get_type::<VerifierError>())?;
+    m.add("ExecutionError", py.get_type::<ExecutionError>())?;
+    m.add("ElfError", py.get_type::<ElfError>())?;
+    m.add("MapError", py.get_type::<MapError>())?;
+    Ok(())
+}
+
+/// Builds an exception instance of `ty` with attributes set.
+fn with_attrs(
+    py: Python<'_>,
+    ty: Bound<'_, pyo3::types::PyType>,
+    msg: String,
+    attrs: &[(&str, Py<PyAny>)],
+) -> PyErr {
+    match ty.call1((msg.clone(),)) {
+        Ok(inst) => {
+            for (k, v) in attrs {
+                if let Err(e) = inst.setattr(*k, v.clone_ref(py)) {
+                    return e;
+                }
+            }
+            PyErr::from_value(inst)
+        }
+        Err(e) => e,
+    }
+}
+
+pub fn program_error(py: Python<'_>, e: &CoreProgramError) -> PyErr {
+    let pc = e.pc.into_pyobject(py).map(|o| o.unbind()).unwrap_or_else(|_| py.None());
+    let reason = e.reason.clone().into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None());
+    with_attrs(
+        py,
+        py.get_type::<ProgramError>(),
+        e.to_string(),
+        &[("pc", pc), ("reason", reason)],
+    )
+}
+
+pub fn assembler_error(py: Python<'_>, e: &AsmError) -> PyErr {
+    let line = e.line.into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None());
+    with_attrs(py, py.get_type::<AssemblerError>(), e.to_string(), &[("line", line)])
+}
+
+/// Converts a run-time fault. A helper that aborted with a Python exception
+/// gets that exception back, unchanged.
+pub fn exec_error(py: Python<'_>, e: ExecError) -> PyErr {
+    if e.kind == FaultKind::HelperAborted {
+        if let Some(payload) = e.payload {
+            match payload.downcast::<PyErr>() {
+                Ok(err) => return *err,
+                Err(_) => {
+                    return Error::new_err(format!("instruction {}: {}", e.pc, e.reason));
+                }
+            }
+        }
+    }
+    let pc = e.pc.into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None());
+    let reason = e.reason.clone().into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None());
+    let kind = e.kind.name().into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None());
+    with_attrs(
+        py,
+        py.get_type::<ExecutionError>(),
+        e.to_string(),
+        &[("pc", pc), ("reason", reason), ("kind", kind)],
+    )
+}
+
+/// Runs `f`, turning a Rust panic into `ebpfvm.Error` instead of letting it
+/// reach Python as a `PanicException` (which `except Exception` misses).
+pub fn guard<T>(_py: Python<'_>, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::new_err(format!(
+                "internal error in ebpfvm (please report it): {msg}"
+            )))
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `ebpfvm.Executable`: running a loaded program on Python memory.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use ebpfvm_core::error::ExecError;
+use ebpfvm_core::interp::{Executable, RunOutcome};
+use ebpfvm_core::isa::OP_EXIT;
+
+use crate::errors::{exec_error, guard};
+
+/// A loaded program, ready to run. Safe to share between threads.
+#[pyclass(frozen, module = "ebpfvm", name = "Executable")]
+pub struct PyExecutable {
+    inner: Executable,
+    /// Helper objects (and what C pointers point into) kept alive.
+    _keepalive: Vec<Py<PyAny>>,
+    /// Whether a run can take long enough to be worth releasing the GIL:
+    /// straight-line code without calls finishes in nanoseconds.
+    release_gil: bool,
+}
+
+impl PyExecutable {
+    pub fn new(inner: Executable, keepalive: Vec<Py<PyAny>>) -> Self {
+        let prog = inner.program();
+        let insns = prog.insns();
+        let mut release_gil = insns.len() > 256;
+        for (pc, i) in insns.iter().enumerate() {
+            let class = i.class();
+            let is_jump = (class == 5 || class == 6) && i.opc != OP_EXIT;
+            if i.opc & 0xf0 == 0x80 && class == 5 {
+                release_gil = true; // any call
+            } else if is_jump {
+                let rel = if i.opc == 0x06 { i.imm as i64 } else { i.off as i64 };
+                if rel < 0 {
+                    release_gil = true; // a loop
+                }
+            }
+            let _ = pc;
+        }
+        PyExecutable {
+            inner,
+            _keepalive: keepalive,
+            release_gil,
+        }
+    }
+
+    fn execute(&self, py: Python<'_>, mem: Option<&Bound<'_, PyAny>>) -> PyResult<RunOutcome> {
+        let Some(obj) = mem.filter(|m| !m.is_none()) else {
+            return self.finish(py, |exe| unsafe { exe.run_raw(std::ptr::null_mut(), 0, true) });
+        };
+        // Immutable bytes: run on a private copy, so the program may write.
+        if let Ok(b) = obj.cast::<PyBytes>() {
+            let src = b.as_bytes();
+            if src.len() <= 1024 {
+                let mut buf = [0u8; 1024];
+                let buf = &mut buf[..src.len()];
+                buf.copy_from_slice(src);
+                return self.run_slice(py, buf);
+            }
+            let mut v = src.to_vec();
+            return self.run_slice(py, &mut v);
+        }
+        let view = BufferView::get(obj)?;
+        if view.readonly {
+            // SAFETY: the exporter guarantees buf..buf+len is readable
+            // while the view is held.
+            let mut copy = unsafe { std::slice::from_raw_parts(view.ptr, view.len) }.to_vec();
+            return self.run_slice(py, &mut copy);
+        }
+        let (ptr, len) = (view.ptr as usize, view.len);
+        // SAFETY: a writable, contiguous export, held (so not resizable)
+        // until `view` drops after the run.
+        let r = self.finish(py, |exe| unsafe { exe.run_raw(ptr as *mut u8, len, true) });
+        drop(view);
+        r
+    }
+
+    fn run_slice(&self, py: Python<'_>, buf: &mut [u8]) -> PyResult<RunOutcome> {
+        let (ptr, len) = (buf.as_mut_ptr() as usize, buf.len());
+        // SAFETY: `buf` outlives the run and nothing else touches it.
+        self.finish(py, |exe| unsafe {
+            exe.run_raw(if len == 0 { std::ptr::null_mut() } else { ptr as *mut u8 }, len, true)
+        })
+    }
+
+    fn finish(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Executable) -> Result<RunOutcome, ExecError> + Send,
+    ) -> PyResult<RunOutcome> {
+        let exe = &self.inner;
+        let result = guard(py, || {
+            Ok(if self.release_gil {
+                py.detach(|| f(exe))
+            } else {
+                f(exe)
+            })
+        })?;
+        result.map_err(|e| exec_error(py, e))
+    }
+}
+
+#[pymethods]
+impl PyExecutable {
+    /// Runs the program with `mem` as its input buffer and returns r0.
+    #[pyo3(signature = (mem = None))]
+    fn run(&self, py: Python<'_>, mem: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+        Ok(self.execute(py, mem)?.r0)
+    }
+
+    /// Like `run`, also returning the number of instructions executed.
+    #[pyo3(signature = (mem = None))]
+    fn run_counted(&self, py: Python<'_>, mem: Option<&Bound<'_, PyAny>>) -> PyResult<(u64, u64)> {
+        let o = self.execute(py, mem)?;
+        Ok((o.r0, o.instructions))
+    }
+
+    #[getter]
+    fn engine(&self) -> &'static str {
+        "interpreter"
+    }
+
+    #[getter]
+    fn verified(&self) -> bool {
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<ebpfvm.Executable: interpreter, checked, {} instructions>",
+            self.inner.program().len()
+        )
+    }
+}
+
+/// A held buffer export (released on drop, with the GIL held).
+struct BufferView {
+    view: Box<ffi::Py_buffer>,
+    ptr: *const u8,
+    len: usize,
+    readonly: bool,
+}
+
+impl BufferView {
+    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
+        // Ask for a writable contiguous view first, then a read-only one.
+        let mut rc = unsafe {
+            ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_WRITABLE | ffi::PyBUF_C_CONTIGUOUS)
+        };
+        if rc != 0 {
+            unsafe { ffi::PyErr_Clear() };
+            rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_C_CONTIGUOUS) };
+        }
+        if rc != 0 {
+            let cause = PyErr::fetch(obj.py());
+            let name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            let err = pyo3::exceptions::PyTypeError::new_err(format!(
+                "memory must be None, bytes or a contiguous buffer (bytearray, memoryview, numpy array...), got {name}"
+            ));
+            err.set_cause(obj.py(), Some(cause));
+            return Err(err);
+        }
+        let ptr = view.buf as *const u8;
+        let len = view.len.max(0) as usize;
+        let readonly = view.readonly != 0;
+        Ok(BufferView {
+            view,
+            ptr,
+            len,
+            readonly,
+        })
+    }
+}
+
+impl Drop for BufferView {
+    fn drop(&mut self) {
+        // SAFETY: the view was filled by a successful PyObject_GetBuffer and
+        // is released once; callers hold the GIL.
+        unsafe { ffi::PyBuffer_Release(&mut *self.view) };
+    }
+}
+
