@@ -297,7 +297,11 @@ impl MemoryMap {
         for r in &self.extra {
             s += &format!(
                 ", {} [0x{:x}, 0x{:x})",
-                if r.writable { "region" } else { "read-only region" },
+                if r.writable {
+                    "region"
+                } else {
+                    "read-only region"
+                },
                 r.lo,
                 r.lo.wrapping_add(r.len)
             );
@@ -454,8 +458,20 @@ impl Executable {
                 let addr = r[($s.src & 15) as usize].wrapping_add($s.off as i64 as u64);
                 match map.translate(addr, std::mem::size_of::<$ty>() as u64, false) {
                     // SAFETY: translate proved the access is inside a live region.
-                    Some(p) => r[($s.dst & 15) as usize] = $conv(unsafe { (p as *const $ty).read_unaligned() }),
-                    None => return Err(oob(pc - 1, &$s, addr, std::mem::size_of::<$ty>(), false, map)),
+                    Some(p) => {
+                        r[($s.dst & 15) as usize] =
+                            $conv(unsafe { (p as *const $ty).read_unaligned() })
+                    }
+                    None => {
+                        return Err(oob(
+                            pc - 1,
+                            $s,
+                            addr,
+                            std::mem::size_of::<$ty>(),
+                            false,
+                            map,
+                        ))
+                    }
                 }
             }};
         }
@@ -465,7 +481,9 @@ impl Executable {
                 match map.translate(addr, std::mem::size_of::<$ty>() as u64, true) {
                     // SAFETY: as for loads; the region is writable.
                     Some(p) => unsafe { (p as *mut $ty).write_unaligned($val as $ty) },
-                    None => return Err(oob(pc - 1, &$s, addr, std::mem::size_of::<$ty>(), true, map)),
+                    None => {
+                        return Err(oob(pc - 1, $s, addr, std::mem::size_of::<$ty>(), true, map))
+                    }
                 }
             }};
         }
@@ -476,7 +494,7 @@ impl Executable {
             // range: each function ends in exit or ja, every jump and call
             // target is a real slot, and calls are never a function's last
             // instruction, so return addresses are in range too.
-            let s = *unsafe { code.get_unchecked(pc) };
+            let s = unsafe { code.get_unchecked(pc) };
             pc += 1;
             let d = (s.dst & 15) as usize;
             let sr = (s.src & 15) as usize;
@@ -565,7 +583,7 @@ impl Executable {
                 Op::Stxh => store!(s, u16, r[sr]),
                 Op::Stxw => store!(s, u32, r[sr]),
                 Op::Stxdw => store!(s, u64, r[sr]),
-                Op::Atomic32 | Op::Atomic64 => atomic(pc - 1, &s, &mut r, map)?,
+                Op::Atomic32 | Op::Atomic64 => atomic(pc - 1, s, &mut r, map)?,
                 Op::Lddw => {
                     r[d] = s.imm;
                     pc += 1;
@@ -652,11 +670,15 @@ impl Executable {
                     let args = [r[1], r[2], r[3], r[4], r[5]];
                     r[0] = match helper {
                         // SAFETY: registered under register_native's contract.
-                        HelperImpl::Native(f) => unsafe { f(args[0], args[1], args[2], args[3], args[4]) },
-                        HelperImpl::Dyn(h) => match h.call(&mut HelperMemory { map: &mut *map }, args) {
-                            Ok(v) => v,
-                            Err(e) => return Err(helper_fault(pc - 1, id, e)),
+                        HelperImpl::Native(f) => unsafe {
+                            f(args[0], args[1], args[2], args[3], args[4])
                         },
+                        HelperImpl::Dyn(h) => {
+                            match h.call(&mut HelperMemory { map: &mut *map }, args) {
+                                Ok(v) => v,
+                                Err(e) => return Err(helper_fault(pc - 1, id, e)),
+                            }
+                        }
                     };
                     if r[0] == 0 && self.unwind_helper == Some(id as u32) && id <= u32::MAX as u64 {
                         executed = executed.wrapping_add((pc - block_start) as u64);
@@ -777,7 +799,7 @@ fn atomic(pc: usize, s: &Slot, r: &mut [u64; 16], map: &MemoryMap) -> Result<(),
     let Some(p) = map.translate(addr, size, true) else {
         return Err(oob(pc, s, addr, size as usize, true, map));
     };
-    if addr % size != 0 {
+    if !addr.is_multiple_of(size) {
         return Err(ExecError::new(
             pc,
             FaultKind::Misaligned,

@@ -166,7 +166,7 @@ impl Insn {
 /// Splits a byte string into instruction slots. The length must be a
 /// multiple of 8; the error carries the number of trailing bytes.
 pub fn decode_all(code: &[u8]) -> Result<Vec<Insn>, usize> {
-    if code.len() % INSN_SIZE != 0 {
+    if !code.len().is_multiple_of(INSN_SIZE) {
         return Err(code.len() % INSN_SIZE);
     }
     Ok(code

@@ -213,7 +213,7 @@ impl Checker<'_> {
         while j > 0 && self.insns[j - 1].is_lddw() {
             j -= 1;
         }
-        (i - j) % 2 == 0
+        (i - j).is_multiple_of(2)
     }
 
     fn check_control_flow(&mut self) -> Result<Vec<Function>, ProgramError> {
@@ -540,7 +540,10 @@ mod tests {
     fn rejects_bad_registers_and_r10_writes() {
         // mov r11, 1
         let e = prog(&[0x1_0000_0000 | 0x0b_b7, EXIT]).unwrap_err();
-        assert_eq!((e.pc, e.reason.as_str()), (Some(0), "invalid destination register"));
+        assert_eq!(
+            (e.pc, e.reason.as_str()),
+            (Some(0), "invalid destination register")
+        );
         // mov r10, 1
         let e = prog(&[0x1_0000_0000 | 0x0a_b7, EXIT]).unwrap_err();
         assert!(e.reason.contains("r10"));
@@ -553,7 +556,10 @@ mod tests {
             "incomplete lddw"
         );
         let e = prog(&[0x18, 0x0000000000011100, EXIT]).unwrap_err();
-        assert_eq!((e.pc, e.reason.as_str()), (Some(1), "invalid lddw second half"));
+        assert_eq!(
+            (e.pc, e.reason.as_str()),
+            (Some(1), "invalid lddw second half")
+        );
         // ja +1 into the middle of an lddw
         let e = prog(&[0x0001_0005, 0x18, 0, EXIT]).unwrap_err();
         assert_eq!(e.reason, "jump to middle of lddw");

@@ -10,12 +10,32 @@ use pyo3::prelude::*;
 use ebpfvm_core::asm::AsmError;
 use ebpfvm_core::error::{ExecError, FaultKind, ProgramError as CoreProgramError};
 
-create_exception!(ebpfvm, Error, PyException, "Base class of every ebpfvm error.");
-create_exception!(ebpfvm, AssemblerError, Error, "Assembly text could not be assembled; `.line` is the 1-based source line.");
+create_exception!(
+    ebpfvm,
+    Error,
+    PyException,
+    "Base class of every ebpfvm error."
+);
+create_exception!(
+    ebpfvm,
+    AssemblerError,
+    Error,
+    "Assembly text could not be assembled; `.line` is the 1-based source line."
+);
 create_exception!(ebpfvm, ProgramError, Error, "A program was rejected when loaded; `.pc` is the offending instruction (or None), `.reason` the cause.");
-create_exception!(ebpfvm, VerifierError, ProgramError, "The verifier could not prove a program safe.");
+create_exception!(
+    ebpfvm,
+    VerifierError,
+    ProgramError,
+    "The verifier could not prove a program safe."
+);
 create_exception!(ebpfvm, ExecutionError, Error, "A program faulted at run time in checked mode; `.pc`, `.reason` and `.kind` describe the fault.");
-create_exception!(ebpfvm, ElfError, Error, "An ELF object could not be loaded.");
+create_exception!(
+    ebpfvm,
+    ElfError,
+    Error,
+    "An ELF object could not be loaded."
+);
 create_exception!(ebpfvm, MapError, Error, "A map operation failed.");
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -51,8 +71,16 @@ fn with_attrs(
 }
 
 pub fn program_error(py: Python<'_>, e: &CoreProgramError) -> PyErr {
-    let pc = e.pc.into_pyobject(py).map(|o| o.unbind()).unwrap_or_else(|_| py.None());
-    let reason = e.reason.clone().into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None());
+    let pc =
+        e.pc.into_pyobject(py)
+            .map(|o| o.unbind())
+            .unwrap_or_else(|_| py.None());
+    let reason = e
+        .reason
+        .clone()
+        .into_pyobject(py)
+        .map(|o| o.into_any().unbind())
+        .unwrap_or_else(|_| py.None());
     with_attrs(
         py,
         py.get_type::<ProgramError>(),
@@ -62,8 +90,17 @@ pub fn program_error(py: Python<'_>, e: &CoreProgramError) -> PyErr {
 }
 
 pub fn assembler_error(py: Python<'_>, e: &AsmError) -> PyErr {
-    let line = e.line.into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None());
-    with_attrs(py, py.get_type::<AssemblerError>(), e.to_string(), &[("line", line)])
+    let line = e
+        .line
+        .into_pyobject(py)
+        .map(|o| o.into_any().unbind())
+        .unwrap_or_else(|_| py.None());
+    with_attrs(
+        py,
+        py.get_type::<AssemblerError>(),
+        e.to_string(),
+        &[("line", line)],
+    )
 }
 
 /// Converts a run-time fault. A helper that aborted with a Python exception
@@ -79,9 +116,22 @@ pub fn exec_error(py: Python<'_>, e: ExecError) -> PyErr {
             }
         }
     }
-    let pc = e.pc.into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None());
-    let reason = e.reason.clone().into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None());
-    let kind = e.kind.name().into_pyobject(py).map(|o| o.into_any().unbind()).unwrap_or_else(|_| py.None());
+    let pc =
+        e.pc.into_pyobject(py)
+            .map(|o| o.into_any().unbind())
+            .unwrap_or_else(|_| py.None());
+    let reason = e
+        .reason
+        .clone()
+        .into_pyobject(py)
+        .map(|o| o.into_any().unbind())
+        .unwrap_or_else(|_| py.None());
+    let kind = e
+        .kind
+        .name()
+        .into_pyobject(py)
+        .map(|o| o.into_any().unbind())
+        .unwrap_or_else(|_| py.None());
     with_attrs(
         py,
         py.get_type::<ExecutionError>(),

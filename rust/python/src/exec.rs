@@ -32,7 +32,11 @@ impl PyExecutable {
             if i.opc & 0xf0 == 0x80 && class == 5 {
                 release_gil = true; // any call
             } else if is_jump {
-                let rel = if i.opc == 0x06 { i.imm as i64 } else { i.off as i64 };
+                let rel = if i.opc == 0x06 {
+                    i.imm as i64
+                } else {
+                    i.off as i64
+                };
                 if rel < 0 {
                     release_gil = true; // a loop
                 }
@@ -48,7 +52,9 @@ impl PyExecutable {
 
     fn execute(&self, py: Python<'_>, mem: Option<&Bound<'_, PyAny>>) -> PyResult<RunOutcome> {
         let Some(obj) = mem.filter(|m| !m.is_none()) else {
-            return self.finish(py, |exe| unsafe { exe.run_raw(std::ptr::null_mut(), 0, true) });
+            return self.finish(py, |exe| unsafe {
+                exe.run_raw(std::ptr::null_mut(), 0, true)
+            });
         };
         // Immutable bytes: run on a private copy, so the program may write.
         if let Ok(b) = obj.cast::<PyBytes>() {
@@ -81,7 +87,15 @@ impl PyExecutable {
         let (ptr, len) = (buf.as_mut_ptr() as usize, buf.len());
         // SAFETY: `buf` outlives the run and nothing else touches it.
         self.finish(py, |exe| unsafe {
-            exe.run_raw(if len == 0 { std::ptr::null_mut() } else { ptr as *mut u8 }, len, true)
+            exe.run_raw(
+                if len == 0 {
+                    std::ptr::null_mut()
+                } else {
+                    ptr as *mut u8
+                },
+                len,
+                true,
+            )
         })
     }
 
@@ -148,15 +162,25 @@ impl BufferView {
         let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
         // Ask for a writable contiguous view first, then a read-only one.
         let mut rc = unsafe {
-            ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_WRITABLE | ffi::PyBUF_C_CONTIGUOUS)
+            ffi::PyObject_GetBuffer(
+                obj.as_ptr(),
+                &mut *view,
+                ffi::PyBUF_WRITABLE | ffi::PyBUF_C_CONTIGUOUS,
+            )
         };
         if rc != 0 {
             unsafe { ffi::PyErr_Clear() };
-            rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_C_CONTIGUOUS) };
+            rc = unsafe {
+                ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_C_CONTIGUOUS)
+            };
         }
         if rc != 0 {
             let cause = PyErr::fetch(obj.py());
-            let name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            let name = obj
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
             let err = pyo3::exceptions::PyTypeError::new_err(format!(
                 "memory must be None, bytes or a contiguous buffer (bytearray, memoryview, numpy array...), got {name}"
             ));
@@ -182,4 +206,3 @@ impl Drop for BufferView {
         unsafe { ffi::PyBuffer_Release(&mut *self.view) };
     }
 }
-

@@ -58,7 +58,10 @@ fn to_u64(v: &Bound<'_, PyAny>) -> PyResult<u64> {
     masked.extract::<u64>().map_err(|_| {
         pyo3::exceptions::PyTypeError::new_err(format!(
             "a helper must return an int, not {}",
-            v.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            v.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })
 }
@@ -72,7 +75,10 @@ pub struct VMMemory {
 }
 
 impl VMMemory {
-    fn with<T>(&self, f: impl FnOnce(&mut HelperMemory<'_>) -> Result<T, HelperError>) -> PyResult<T> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut HelperMemory<'_>) -> Result<T, HelperError>,
+    ) -> PyResult<T> {
         let p = self.mem.load(Ordering::SeqCst);
         if p == 0 {
             return Err(ExecutionError::new_err(
@@ -102,7 +108,8 @@ impl VMMemory {
     fn write(&self, addr: u64, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes = crate::buffer_bytes(data)?;
         self.with(|m| {
-            m.slice_mut(addr, bytes.len() as u64)?.copy_from_slice(&bytes);
+            m.slice_mut(addr, bytes.len() as u64)?
+                .copy_from_slice(&bytes);
             Ok(())
         })
     }
@@ -110,7 +117,12 @@ impl VMMemory {
     /// The NUL-terminated string at `addr` (without the NUL), at most `max`
     /// bytes.
     #[pyo3(signature = (addr, max = 4096))]
-    fn read_cstr<'py>(&self, py: Python<'py>, addr: u64, max: u64) -> PyResult<Bound<'py, PyBytes>> {
+    fn read_cstr<'py>(
+        &self,
+        py: Python<'py>,
+        addr: u64,
+        max: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let v = self.with(|m| m.cstr(addr, max).map(|s| s.to_vec()))?;
         Ok(PyBytes::new(py, &v))
     }

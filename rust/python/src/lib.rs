@@ -22,7 +22,10 @@ pub(crate) fn buffer_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     let buf = pyo3::buffer::PyBuffer::<u8>::get(obj).map_err(|_| {
         pyo3::exceptions::PyTypeError::new_err(format!(
             "expected bytes or a buffer of bytes, got {}",
-            obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })?;
     buf.to_vec(obj.py())
@@ -52,6 +55,11 @@ fn disassemble(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<String> {
     })
 }
 
+/// Does nothing: the baseline a benchmark sets a Python-to-Rust call against.
+#[pyfunction]
+#[pyo3(signature = (_arg = None))]
+fn _noop(_arg: Option<&Bound<'_, PyAny>>) {}
+
 /// A decoded, structurally checked eBPF program.
 #[pyclass(frozen, module = "ebpfvm", name = "Program")]
 pub struct PyProgram {
@@ -77,8 +85,8 @@ impl PyProgram {
     fn from_asm(py: Python<'_>, text: &str, max_len: usize) -> PyResult<Self> {
         guard(py, || {
             let insns = asm::assemble(text).map_err(|e| assembler_error(py, &e))?;
-            let p = program::Program::from_insns(insns, max_len)
-                .map_err(|e| program_error(py, &e))?;
+            let p =
+                program::Program::from_insns(insns, max_len).map_err(|e| program_error(py, &e))?;
             Ok(PyProgram { inner: Arc::new(p) })
         })
     }
@@ -175,14 +183,12 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_function(wrap_pyfunction!(assemble, m)?)?;
     m.add_function(wrap_pyfunction!(disassemble, m)?)?;
+    m.add_function(wrap_pyfunction!(_noop, m)?)?;
     m.add_class::<PyProgram>()?;
     m.add_class::<exec::PyExecutable>()?;
     m.add_class::<helpers::VMMemory>()?;
     m.add("MAX_PROGRAM_LEN", program::DEFAULT_MAX_LEN)?;
-    m.add(
-        "DEFAULT_MAX_INSTRUCTIONS",
-        interp::DEFAULT_MAX_INSTRUCTIONS,
-    )?;
+    m.add("DEFAULT_MAX_INSTRUCTIONS", interp::DEFAULT_MAX_INSTRUCTIONS)?;
     m.add("STACK_FRAME_SIZE", ebpfvm_core::isa::STACK_FRAME_SIZE)?;
     m.add("MAX_CALL_FRAMES", ebpfvm_core::isa::MAX_CALL_FRAMES)?;
     Ok(())
