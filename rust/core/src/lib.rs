@@ -7,6 +7,7 @@
 pub mod asm;
 pub mod disasm;
 pub mod error;
+pub mod gen;
 pub mod helpers;
 pub mod interp;
 pub mod isa;

@@ -6,52 +6,71 @@
 use std::sync::Arc;
 
 use ebpfvm_core::disasm::disassemble;
+use ebpfvm_core::gen::{random_memory, random_program, GenOptions};
+use ebpfvm_core::helpers::HelperRegistry;
 use ebpfvm_core::interp::{Executable, LoadOptions};
-use ebpfvm_core::isa::{decode_all, encode_all, Insn};
+use ebpfvm_core::isa::{decode_all, encode_all};
 use ebpfvm_core::program::Program;
 use proptest::prelude::*;
 
-/// Instructions with valid-looking opcodes, so that many programs pass the
-/// load-time checks and actually run.
-fn insn() -> impl Strategy<Value = Insn> {
-    let opcodes: Vec<u8> = vec![
-        0x07, 0x0f, 0x17, 0x1f, 0x27, 0x2f, 0x37, 0x3f, 0x47, 0x4f, 0x57, 0x5f, 0x67, 0x6f, 0x77,
-        0x7f, 0x87, 0x97, 0x9f, 0xa7, 0xaf, 0xb7, 0xbf, 0xc7, 0xcf, 0x04, 0x0c, 0x14, 0x1c, 0x24,
-        0x2c, 0x34, 0x3c, 0x44, 0x4c, 0x54, 0x5c, 0x64, 0x6c, 0x74, 0x7c, 0x84, 0x94, 0x9c, 0xa4,
-        0xac, 0xb4, 0xbc, 0xc4, 0xcc, 0xd4, 0xdc, 0xd7, 0x61, 0x69, 0x71, 0x79, 0x81, 0x89, 0x91,
-        0x62, 0x6a, 0x72, 0x7a, 0x63, 0x6b, 0x73, 0x7b, 0xc3, 0xdb, 0x05, 0x06, 0x15, 0x1d, 0x25,
-        0x2d, 0x35, 0x3d, 0x45, 0x4d, 0x55, 0x5d, 0x65, 0x6d, 0x75, 0x7d, 0xa5, 0xad, 0xb5, 0xbd,
-        0xc5, 0xcd, 0xd5, 0xdd, 0x16, 0x1e, 0x26, 0x56, 0xa6, 0xde, 0x85, 0x8d, 0x95, 0x18, 0x20,
-        0x28, 0x30, 0x40, 0x48, 0x50, 0x00,
-    ];
-    (
-        proptest::sample::select(opcodes),
-        0u8..11,
-        0u8..11,
-        prop_oneof![-8i16..8, any::<i16>(), -520i16..0],
-        prop_oneof![
-            Just(0i32),
-            -8i32..64,
-            any::<i32>(),
-            prop_oneof![Just(1), Just(0x41), Just(0x51), Just(0xa1), Just(0xe1), Just(0xf1)]
-        ],
-    )
-        .prop_map(|(opc, dst, src, off, imm)| Insn::new(opc, dst, src, off, imm))
-}
-
-fn run_any(code: &[u8], mem: &mut [u8]) {
+/// Runs whatever loads; returns whether the program got to run.
+fn run_any(code: &[u8], mem: &mut [u8]) -> bool {
     let Ok(prog) = Program::from_bytes(code) else {
-        return;
+        return false;
     };
-    let opts = LoadOptions {
-        max_instructions: 10_000,
-        ..LoadOptions::default()
-    };
-    if let Ok(exe) = Executable::new(Arc::new(prog), opts) {
+    if let Ok(exe) = Executable::new(Arc::new(prog), load_options()) {
         match exe.run(mem) {
             Ok(o) => assert!(o.instructions <= 10_000 + 1),
             Err(e) => assert!(!e.reason.is_empty()),
         }
+        return true;
+    }
+    false
+}
+
+/// The structured generator must mostly produce programs that load and run,
+/// or the property tests below would exercise little of the interpreter.
+#[test]
+fn structured_generator_reaches_the_interpreter() {
+    let mut ran = 0;
+    let mut completed = 0;
+    for seed in 0..2000 {
+        let insns = random_program(seed, &opts());
+        let mut mem = random_memory(seed, 64);
+        if run_any(&encode_all(&insns), &mut mem) {
+            ran += 1;
+        }
+        let prog = Arc::new(Program::from_insns(insns, 1 << 20).unwrap());
+        let exe = Executable::new(prog, load_options()).unwrap();
+        if exe.run(&mut mem).is_ok() {
+            completed += 1;
+        }
+    }
+    assert_eq!(ran, 2000);
+    assert!(
+        completed > 400,
+        "only {completed} of 2000 ran to completion"
+    );
+}
+
+fn opts() -> GenOptions {
+    GenOptions {
+        helper_ids: vec![1],
+        ..GenOptions::default()
+    }
+}
+
+unsafe extern "C" fn mix(a: u64, b: u64, _: u64, _: u64, _: u64) -> u64 {
+    (a ^ b).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+fn load_options() -> LoadOptions {
+    let mut helpers = HelperRegistry::new();
+    unsafe { helpers.register_native(1, mix).unwrap() };
+    LoadOptions {
+        helpers,
+        max_instructions: 10_000,
+        ..LoadOptions::default()
     }
 }
 
@@ -67,10 +86,21 @@ proptest! {
     }
 
     #[test]
-    fn structured_programs_never_crash(mut insns in proptest::collection::vec(insn(), 1..40),
-                                       mut mem in proptest::collection::vec(any::<u8>(), 0..64)) {
-        insns.push(Insn::new(0x95, 0, 0, 0, 0));
-        run_any(&encode_all(&insns), &mut mem);
+    fn structured_programs_never_crash(seed in any::<u64>()) {
+        let insns = random_program(seed, &opts());
+        let mut mem = random_memory(seed, 64);
+        prop_assert!(run_any(&encode_all(&insns), &mut mem));
+    }
+
+    #[test]
+    fn mutated_programs_never_crash(seed in any::<u64>(), flips in proptest::collection::vec((any::<usize>(), 0u8..64), 1..4)) {
+        let mut code = encode_all(&random_program(seed, &opts()));
+        for (pos, bit) in flips {
+            let i = pos % code.len();
+            code[i] ^= 1 << (bit % 8);
+        }
+        let mut mem = random_memory(seed, 64);
+        run_any(&code, &mut mem);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::PyBytes;
 
 use ebpfvm_core::helpers::{Helper, HelperError, HelperMemory, HelperRegistry, NativeFn};
 
@@ -137,14 +137,18 @@ impl VMMemory {
 /// objects that must live as long as the executable.
 pub fn build_registry(
     py: Python<'_>,
-    helpers: Option<&Bound<'_, PyDict>>,
+    helpers: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(HelperRegistry, Vec<Py<PyAny>>)> {
     let mut reg = HelperRegistry::new();
     let mut keepalive = Vec::new();
     let Some(helpers) = helpers else {
         return Ok((reg, keepalive));
     };
-    for (k, v) in helpers.iter() {
+    let items = helpers.call_method0("items").map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err("helpers must be a mapping of helper id to helper")
+    })?;
+    for pair in items.try_iter()? {
+        let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair?.extract()?;
         let id: u32 = k.extract().map_err(|_| {
             pyo3::exceptions::PyTypeError::new_err(format!(
                 "helper ids must be non-negative ints, got {k:?}"

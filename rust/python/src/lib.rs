@@ -8,7 +8,7 @@ mod helpers;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::PyBytes;
 
 use ebpfvm_core::{asm, disasm, interp, program};
 
@@ -144,7 +144,7 @@ impl PyProgram {
         py: Python<'_>,
         engine: &str,
         verify: bool,
-        helpers: Option<&Bound<'_, PyDict>>,
+        helpers: Option<&Bound<'_, PyAny>>,
         unwind_helper: Option<u32>,
         max_instructions: Option<u64>,
     ) -> PyResult<exec::PyExecutable> {

@@ -1,0 +1,3 @@
+from ebpfvm.cli import main
+
+raise SystemExit(main())
