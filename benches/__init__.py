@@ -1,0 +1,1 @@
+"""Benchmark suite of ebpfvm (pytest-benchmark); see conftest.py."""
