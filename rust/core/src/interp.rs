@@ -213,21 +213,42 @@ struct Region {
     writable: bool,
 }
 
-/// The address space of one run.
+/// The address space of one run. `repr(C)` because compiled code reads and
+/// updates the stack bounds in place.
+#[repr(C)]
 pub struct MemoryMap {
     /// Live stack frames: `[stack_lo, stack_lo + stack_len)`.
-    stack_lo: u64,
-    stack_len: u64,
+    pub stack_lo: u64,
+    pub stack_len: u64,
     /// The writable input buffer.
-    mem_lo: u64,
-    mem_len: u64,
+    pub mem_lo: u64,
+    pub mem_len: u64,
     /// Anything else (read-only input, memory helpers hand out).
     extra: Vec<Region>,
 }
 
 impl MemoryMap {
+    /// A map with one live stack frame below `stack_top` and the input at
+    /// `[mem, mem+len)` (read-only inputs become an extra region).
+    pub fn new(stack_top: u64, mem: u64, len: u64, writable: bool) -> Self {
+        let mut map = MemoryMap {
+            stack_lo: stack_top - FRAME,
+            stack_len: FRAME,
+            mem_lo: 0,
+            mem_len: 0,
+            extra: Vec::new(),
+        };
+        if writable {
+            map.mem_lo = mem;
+            map.mem_len = len;
+        } else {
+            map.grant(mem, len, false);
+        }
+        map
+    }
+
     #[inline(always)]
-    pub(crate) fn translate(&self, addr: u64, len: u64, write: bool) -> Option<*mut u8> {
+    pub fn translate(&self, addr: u64, len: u64, write: bool) -> Option<*mut u8> {
         let so = addr.wrapping_sub(self.stack_lo);
         if so < self.stack_len && len <= self.stack_len - so {
             return Some(addr as *mut u8);
@@ -239,9 +260,11 @@ impl MemoryMap {
         self.translate_extra(addr, len, write)
     }
 
+    /// The slow path of [`Self::translate`]: regions other than the stack and
+    /// the writable input.
     #[cold]
     #[inline(never)]
-    fn translate_extra(&self, addr: u64, len: u64, write: bool) -> Option<*mut u8> {
+    pub fn translate_extra(&self, addr: u64, len: u64, write: bool) -> Option<*mut u8> {
         self.extra.iter().find_map(|r| {
             let o = addr.wrapping_sub(r.lo);
             (o < r.len && len <= r.len - o && (r.writable || !write)).then_some(addr as *mut u8)
@@ -279,7 +302,8 @@ impl MemoryMap {
         }
     }
 
-    fn describe(&self) -> String {
+    /// The accessible regions, for error messages.
+    pub fn describe(&self) -> String {
         let mut s = format!(
             "stack [0x{:x}, 0x{:x})",
             self.stack_lo,
@@ -310,6 +334,33 @@ impl MemoryMap {
     }
 }
 
+/// The checks every engine makes when loading: helpers exist, and no map or
+/// kernel object references are left unresolved.
+pub fn check_load(program: &Program, opts: &LoadOptions) -> Result<(), ProgramError> {
+    for &(pc, id) in program.helper_calls() {
+        if !opts.helpers.contains(id) {
+            return Err(ProgramError::at(
+                pc,
+                format!("call to nonexistent function {id}"),
+            ));
+        }
+    }
+    if let Some(r) = program.object_refs().first() {
+        let what = match r.kind {
+            PSEUDO_MAP_FD => format!("map fd {}", r.id),
+            PSEUDO_MAP_VALUE => format!("the value of map fd {}", r.id),
+            PSEUDO_MAP_IDX => format!("map index {}", r.id),
+            PSEUDO_MAP_IDX_VALUE => format!("the value of map index {}", r.id),
+            _ => format!("kernel object with BTF id {}", r.id),
+        };
+        return Err(ProgramError::at(
+            r.pc,
+            format!("lddw refers to {what}, but no such object is available to this program"),
+        ));
+    }
+    Ok(())
+}
+
 /// The outcome of a successful run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunOutcome {
@@ -330,27 +381,7 @@ pub struct Executable {
 
 impl Executable {
     pub fn new(program: Arc<Program>, opts: LoadOptions) -> Result<Self, ProgramError> {
-        for &(pc, id) in program.helper_calls() {
-            if !opts.helpers.contains(id) {
-                return Err(ProgramError::at(
-                    pc,
-                    format!("call to nonexistent function {id}"),
-                ));
-            }
-        }
-        if let Some(r) = program.object_refs().first() {
-            let what = match r.kind {
-                PSEUDO_MAP_FD => format!("map fd {}", r.id),
-                PSEUDO_MAP_VALUE => format!("the value of map fd {}", r.id),
-                PSEUDO_MAP_IDX => format!("map index {}", r.id),
-                PSEUDO_MAP_IDX_VALUE => format!("the value of map index {}", r.id),
-                _ => format!("kernel object with BTF id {}", r.id),
-            };
-            return Err(ProgramError::at(
-                r.pc,
-                format!("lddw refers to {what}, but no such object is available to this program"),
-            ));
-        }
+        check_load(&program, &opts)?;
         let code = translate(&program)?;
         Ok(Executable {
             code,
@@ -393,19 +424,7 @@ impl Executable {
         let top = base.add(STACK_BYTES);
         // Only live frames are reachable, and each is zeroed when entered.
         std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
-        let mut map = MemoryMap {
-            stack_lo: top as u64 - FRAME,
-            stack_len: FRAME,
-            mem_lo: 0,
-            mem_len: 0,
-            extra: Vec::new(),
-        };
-        if writable {
-            map.mem_lo = ptr as u64;
-            map.mem_len = len as u64;
-        } else {
-            map.grant(ptr as u64, len as u64, false);
-        }
+        let mut map = MemoryMap::new(top as u64, ptr as u64, len as u64, writable);
         self.execute(&mut map, ptr as u64, len as u64, top as u64)
     }
 
@@ -420,7 +439,9 @@ impl Executable {
         #[derive(Clone, Copy, Default)]
         struct Frame {
             ret: usize,
-            saved: [u64; 4],
+            /// r1-r9: callee-saved r6-r9, and r1-r5 too so that the caller
+            /// sees the same registers whichever engine runs it.
+            saved: [u64; 9],
             fp: u64,
         }
         let code = &*self.code;
@@ -435,14 +456,30 @@ impl Executable {
         let mut block_start = 0usize;
         let mut executed = 0u64;
 
-        macro_rules! jump {
+        // Counts the instructions of the block just left and moves to
+        // `target`.
+        macro_rules! transfer {
             ($target:expr) => {{
-                let from = pc - 1;
                 executed = executed.wrapping_add((pc - block_start) as u64);
                 pc = $target as usize;
                 block_start = pc;
+            }};
+        }
+        // The budget is checked on back edges and calls, exactly where
+        // compiled code checks it, so both engines stop at the same point.
+        macro_rules! check_budget {
+            ($from:expr) => {{
                 if executed > budget {
-                    return Err(budget_fault(from, budget));
+                    return Err(budget_fault($from, budget));
+                }
+            }};
+        }
+        macro_rules! jump {
+            ($target:expr) => {{
+                let from = pc - 1;
+                transfer!($target);
+                if pc <= from {
+                    check_budget!(from);
                 }
             }};
         }
@@ -700,7 +737,7 @@ impl Executable {
                     }
                     frames[depth] = Frame {
                         ret: pc,
-                        saved: [r[6], r[7], r[8], r[9]],
+                        saved: [r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]],
                         fp: r[10],
                     };
                     depth += 1;
@@ -710,7 +747,9 @@ impl Executable {
                     // SAFETY: the new frame lies inside the stack buffer
                     // (depth < MAX_CALL_FRAMES).
                     unsafe { std::ptr::write_bytes(map.stack_lo as *mut u8, 0, STACK_FRAME_SIZE) };
-                    jump!(s.off);
+                    let from = pc - 1;
+                    transfer!(s.off);
+                    check_budget!(from);
                 }
                 Op::Exit => {
                     if depth == 0 {
@@ -722,11 +761,11 @@ impl Executable {
                     }
                     depth -= 1;
                     let f = frames[depth];
-                    [r[6], r[7], r[8], r[9]] = f.saved;
+                    [r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]] = f.saved;
                     r[10] = f.fp;
                     map.stack_lo += FRAME;
                     map.stack_len -= FRAME;
-                    jump!(f.ret);
+                    transfer!(f.ret);
                 }
                 Op::LddwHi => {
                     return Err(ExecError::new(
