@@ -48,22 +48,22 @@ fn abort(e: PyErr) -> HelperError {
 
 /// A helper's return value as the 64-bit r0: ints wrap modulo 2**64.
 fn to_u64(v: &Bound<'_, PyAny>) -> PyResult<u64> {
+    if !v.is_instance_of::<pyo3::types::PyInt>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "a helper must return an int, not {}",
+            v.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        )));
+    }
     if let Ok(x) = v.extract::<u64>() {
         return Ok(x);
     }
     if let Ok(x) = v.extract::<i64>() {
         return Ok(x as u64);
     }
-    let masked = v.call_method1("__and__", (u64::MAX,))?;
-    masked.extract::<u64>().map_err(|_| {
-        pyo3::exceptions::PyTypeError::new_err(format!(
-            "a helper must return an int, not {}",
-            v.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))
-    })
+    v.call_method1("__and__", (u64::MAX,))?.extract::<u64>()
 }
 
 /// The running program's memory, handed to helpers registered with
