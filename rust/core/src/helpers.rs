@@ -94,7 +94,7 @@ impl HelperRegistry {
     }
 
     /// Dense table indexed by id, for constant-time dispatch.
-    pub(crate) fn table(&self) -> Vec<Option<HelperImpl>> {
+    pub fn table(&self) -> Vec<Option<HelperImpl>> {
         let len = self.by_id.keys().next_back().map_or(0, |&m| m as usize + 1);
         let mut t = vec![None; len];
         for (&id, h) in &self.by_id {
@@ -110,7 +110,12 @@ pub struct HelperMemory<'a> {
     pub(crate) map: &'a mut MemoryMap,
 }
 
-impl HelperMemory<'_> {
+impl<'a> HelperMemory<'a> {
+    /// A view of `map` for one helper call (used by engines).
+    pub fn new(map: &'a mut MemoryMap) -> Self {
+        HelperMemory { map }
+    }
+
     /// The bytes at VM address `addr`, if all `len` of them are accessible.
     pub fn slice(&self, addr: u64, len: u64) -> Result<&[u8], HelperError> {
         let p = self

@@ -21,7 +21,8 @@ use crate::program::Program;
 pub const DEFAULT_MAX_INSTRUCTIONS: u64 = 1_000_000_000;
 
 const FRAME: u64 = STACK_FRAME_SIZE as u64;
-const STACK_BYTES: usize = STACK_FRAME_SIZE * MAX_CALL_FRAMES;
+/// Bytes of stack one run needs: a frame per possible call level.
+pub const STACK_BYTES: usize = STACK_FRAME_SIZE * MAX_CALL_FRAMES;
 
 /// How a program is turned into an executable.
 #[derive(Clone)]
@@ -420,21 +421,61 @@ impl Executable {
         writable: bool,
     ) -> Result<RunOutcome, ExecError> {
         let mut stack = MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
-        let base = stack.as_mut_ptr() as *mut u8;
-        let top = base.add(STACK_BYTES);
+        self.run_raw_with_stack(ptr, len, writable, stack.as_mut_ptr() as *mut u8)
+    }
+
+    /// Runs with a caller-provided stack of [`STACK_BYTES`] bytes (8-byte
+    /// aligned): runs at the same addresses are reproducible, which
+    /// differential testing needs when programs compute with pointers.
+    ///
+    /// # Safety
+    /// As [`Self::run_raw`], and `stack` must be valid for writes of
+    /// `STACK_BYTES` bytes and not used elsewhere during the run.
+    pub unsafe fn run_raw_with_stack(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+        writable: bool,
+        stack: *mut u8,
+    ) -> Result<RunOutcome, ExecError> {
+        let top = stack.add(STACK_BYTES);
         // Only live frames are reachable, and each is zeroed when entered.
         std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
         let mut map = MemoryMap::new(top as u64, ptr as u64, len as u64, writable);
-        self.execute(&mut map, ptr as u64, len as u64, top as u64)
+        self.execute::<false>(&mut map, ptr as u64, len as u64, top as u64, &mut |_, _| {})
+    }
+
+    /// Runs like [`Self::run`], calling `trace(pc, registers)` before each
+    /// instruction (a debugging aid; a separate copy of the loop, so plain
+    /// runs pay nothing for it).
+    pub fn run_traced(
+        &self,
+        mem: &mut [u8],
+        trace: &mut dyn FnMut(usize, &[u64; 11]),
+    ) -> Result<RunOutcome, ExecError> {
+        let mut stack = MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
+        // SAFETY: as in run_raw_with_stack.
+        unsafe {
+            let top = (stack.as_mut_ptr() as *mut u8).add(STACK_BYTES);
+            std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
+            let ptr = if mem.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                mem.as_mut_ptr()
+            };
+            let mut map = MemoryMap::new(top as u64, ptr as u64, mem.len() as u64, true);
+            self.execute::<true>(&mut map, ptr as u64, mem.len() as u64, top as u64, trace)
+        }
     }
 
     #[inline(never)]
-    fn execute(
+    fn execute<const TRACE: bool>(
         &self,
         map: &mut MemoryMap,
         mem: u64,
         mem_len: u64,
         stack_top: u64,
+        trace: &mut dyn FnMut(usize, &[u64; 11]),
     ) -> Result<RunOutcome, ExecError> {
         #[derive(Clone, Copy, Default)]
         struct Frame {
@@ -532,6 +573,11 @@ impl Executable {
             // target is a real slot, and calls are never a function's last
             // instruction, so return addresses are in range too.
             let s = unsafe { code.get_unchecked(pc) };
+            if TRACE {
+                let mut regs = [0u64; 11];
+                regs.copy_from_slice(&r[..11]);
+                trace(pc, &regs);
+            }
             pc += 1;
             let d = (s.dst & 15) as usize;
             let sr = (s.src & 15) as usize;
@@ -741,6 +787,9 @@ impl Executable {
                         fp: r[10],
                     };
                     depth += 1;
+                    // A callee starts from a clean r0 and r6-r9 (the kernel
+                    // treats them as uninitialised; compiled code too).
+                    [r[0], r[6], r[7], r[8], r[9]] = [0; 5];
                     r[10] = stack_top - FRAME * depth as u64;
                     map.stack_lo -= FRAME;
                     map.stack_len += FRAME;

@@ -1,0 +1,275 @@
+//! ebpfvm-jit: compiles eBPF programs to native code with Cranelift.
+//!
+//! Each eBPF function becomes one native function `(ctx, r1..r5, count) ->
+//! (r0, count)`. Helpers are called through constant function addresses and
+//! BPF-to-BPF calls through a table in the run context, so the generated code
+//! needs no relocations. Code lives in an anonymous mapping owned by the
+//! [`JitExecutable`] and is unmapped when it drops.
+//!
+//! This is the *checked* code shape: every access outside the current stack
+//! frame is bounds-checked inline and the instruction budget is checked on
+//! back edges and calls; failures return a status instead of trapping, and
+//! become the same [`ExecError`]s the interpreter raises.
+
+mod runtime;
+mod translate;
+
+use std::mem::MaybeUninit;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::FunctionBuilderContext;
+
+use ebpfvm_core::error::{ExecError, FaultKind, ProgramError};
+use ebpfvm_core::helpers::HelperImpl;
+use ebpfvm_core::interp::{check_load, LoadOptions, MemoryMap, RunOutcome, STACK_BYTES};
+use ebpfvm_core::isa::{MAX_CALL_FRAMES, STACK_FRAME_SIZE};
+use ebpfvm_core::program::Program;
+
+use runtime::*;
+
+/// The result of one compiled function: r0 and the instruction count.
+#[repr(C)]
+struct Pair {
+    r0: u64,
+    count: u64,
+}
+
+type EntryFn = unsafe extern "C" fn(*mut RunCtx, u64, u64, u64, u64, u64, u64) -> Pair;
+
+/// The host's Cranelift target, built once.
+fn host_isa() -> Result<OwnedTargetIsa, String> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| {
+        f.set(k, v)
+            .map_err(|e| format!("cranelift setting {k}={v}: {e}"))
+    };
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "is_pic", "false")?;
+    set(
+        &mut flags,
+        "enable_verifier",
+        if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        },
+    )?;
+    let builder = cranelift_native::builder().map_err(|e| format!("unsupported host: {e}"))?;
+    builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| format!("cranelift: {e}"))
+}
+
+/// A compiled program. Immutable and shareable across threads.
+pub struct JitExecutable {
+    /// Owns the machine code; kept alive as long as `functions` is used.
+    _code: memmap2::Mmap,
+    functions: Box<[u64]>,
+    helpers: Box<[Option<HelperImpl>]>,
+    unwind_helper: Option<u32>,
+    max_instructions: u64,
+    program: Arc<Program>,
+    code_size: usize,
+    compile_time: Duration,
+}
+
+impl JitExecutable {
+    /// Compiles `program` in checked mode.
+    pub fn compile(program: Arc<Program>, opts: LoadOptions) -> Result<Self, ProgramError> {
+        check_load(&program, &opts)?;
+        let start = Instant::now();
+        let isa = host_isa().map_err(ProgramError::whole)?;
+        let helpers = opts.helpers.table().into_boxed_slice();
+        let funcs = program.functions().to_vec();
+        let index_of = |slot: usize| funcs.iter().position(|f| f.start == slot);
+        let env = translate::TranslateEnv {
+            program: &program,
+            helpers: &helpers,
+            unwind_helper: opts.unwind_helper,
+            function_index: &index_of,
+        };
+        let mut fctx = FunctionBuilderContext::new();
+        let mut ctx = Context::new();
+        let mut blobs: Vec<Vec<u8>> = Vec::with_capacity(funcs.len());
+        for (k, f) in funcs.iter().enumerate() {
+            ctx.clear();
+            ctx.func = translate::translate_function(&env, *f, k, &*isa, &mut fctx);
+            let code = ctx
+                .compile(&*isa, &mut ControlPlane::default())
+                .map_err(|e| {
+                    ProgramError::at(f.start, format!("JIT compilation failed: {:?}", e.inner))
+                })?;
+            if !code.buffer.relocs().is_empty() {
+                return Err(ProgramError::at(
+                    f.start,
+                    "JIT compilation produced relocations, which this engine does not support",
+                ));
+            }
+            blobs.push(code.code_buffer().to_vec());
+        }
+        // Lay the functions out in one mapping, 16-byte aligned.
+        let mut offsets = Vec::with_capacity(blobs.len());
+        let mut size = 0usize;
+        for b in &blobs {
+            offsets.push(size);
+            size = (size + b.len() + 15) & !15;
+        }
+        let mut map = memmap2::MmapMut::map_anon(size.max(1))
+            .map_err(|e| ProgramError::whole(format!("cannot map JIT code memory: {e}")))?;
+        for (b, &o) in blobs.iter().zip(&offsets) {
+            map[o..o + b.len()].copy_from_slice(b);
+        }
+        let code = map
+            .make_exec()
+            .map_err(|e| ProgramError::whole(format!("cannot make JIT code executable: {e}")))?;
+        let base = code.as_ptr() as u64;
+        let functions = offsets.iter().map(|&o| base + o as u64).collect();
+        Ok(JitExecutable {
+            _code: code,
+            functions,
+            helpers,
+            unwind_helper: opts.unwind_helper,
+            max_instructions: opts.max_instructions,
+            program,
+            code_size: size,
+            compile_time: start.elapsed(),
+        })
+    }
+
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// Bytes of machine code.
+    pub fn code_size(&self) -> usize {
+        self.code_size
+    }
+
+    /// How long compilation took.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    pub fn run(&self, mem: &mut [u8]) -> Result<RunOutcome, ExecError> {
+        let ptr = if mem.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            mem.as_mut_ptr()
+        };
+        // SAFETY: the slice is valid and exclusively borrowed for the run.
+        unsafe { self.run_raw(ptr, mem.len(), true) }
+    }
+
+    /// Runs on raw memory.
+    ///
+    /// # Safety
+    /// As for the interpreter: `[ptr, ptr+len)` must be valid (and writable
+    /// if `writable`) for the whole run.
+    pub unsafe fn run_raw(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+        writable: bool,
+    ) -> Result<RunOutcome, ExecError> {
+        let mut stack = MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
+        self.run_raw_with_stack(ptr, len, writable, stack.as_mut_ptr() as *mut u8)
+    }
+
+    /// Runs with a caller-provided stack of [`STACK_BYTES`] bytes, as the
+    /// interpreter's method of the same name.
+    ///
+    /// # Safety
+    /// As [`Self::run_raw`], and `stack` must be valid for writes of
+    /// `STACK_BYTES` bytes and not used elsewhere during the run.
+    pub unsafe fn run_raw_with_stack(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+        writable: bool,
+        stack: *mut u8,
+    ) -> Result<RunOutcome, ExecError> {
+        let top = stack.add(STACK_BYTES);
+        std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
+        let mut ctx = RunCtx {
+            map: MemoryMap::new(top as u64, ptr as u64, len as u64, writable),
+            stack_top: top as u64,
+            status: STATUS_OK,
+            fault_pc: 0,
+            fault_addr: 0,
+            fault_info: 0,
+            depth: 0,
+            budget: self.max_instructions,
+            functions: self.functions.as_ptr(),
+            helpers: self.helpers.as_ptr(),
+            helpers_len: self.helpers.len() as u64,
+            unwind_helper: self.unwind_helper.map_or(u64::MAX, |h| h as u64),
+            error: None,
+        };
+        // SAFETY: functions[0] is the entry of code compiled with this
+        // signature, alive as long as self.
+        let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
+        let out = entry(&mut ctx, ptr as u64, len as u64, 0, 0, 0, 0);
+        self.outcome(ctx, out)
+    }
+
+    fn outcome(&self, mut ctx: RunCtx, out: Pair) -> Result<RunOutcome, ExecError> {
+        let pc = ctx.fault_pc as usize;
+        match ctx.status {
+            STATUS_OK => Ok(RunOutcome {
+                r0: out.r0,
+                instructions: out.count,
+            }),
+            STATUS_STOP => Ok(RunOutcome {
+                r0: 0,
+                instructions: out.count,
+            }),
+            STATUS_OOB => {
+                let info = ctx.fault_info;
+                let size = info & 0xff;
+                let store = (info >> 8) & 1 == 1;
+                let reg = (info >> 16) & 0xff;
+                let off = (info >> 32) as u16 as i16;
+                Err(ExecError::new(
+                    pc,
+                    FaultKind::OutOfBounds,
+                    format!(
+                        "out of bounds memory {} of {size} bytes at 0x{:x} ([r{reg}{off:+}]); accessible: {}",
+                        if store { "store" } else { "load" },
+                        ctx.fault_addr,
+                        ctx.map.describe()
+                    ),
+                ))
+            }
+            STATUS_MISALIGNED => Err(ExecError::new(
+                pc,
+                FaultKind::Misaligned,
+                format!(
+                    "atomic operation on misaligned address 0x{:x} ({}-byte access)",
+                    ctx.fault_addr,
+                    ctx.fault_info & 0xff
+                ),
+            )),
+            STATUS_BUDGET => Err(ExecError::new(
+                pc,
+                FaultKind::BudgetExhausted,
+                format!(
+                    "instruction budget of {} exhausted (a loop that does not end?)",
+                    self.max_instructions
+                ),
+            )),
+            STATUS_CALL_DEPTH => Err(ExecError::new(
+                pc,
+                FaultKind::CallDepth,
+                format!("BPF-to-BPF calls nested more than {MAX_CALL_FRAMES} frames deep"),
+            )),
+            _ => Err(ctx.error.take().unwrap_or_else(|| {
+                ExecError::new(pc, FaultKind::Unreachable, "unknown JIT status")
+            })),
+        }
+    }
+}

@@ -1,0 +1,931 @@
+//! eBPF → Cranelift IR, one eBPF function at a time.
+//!
+//! Registers r0–r9 are SSA variables, so Cranelift's register allocator
+//! keeps them in machine registers; r10 is the frame pointer, fixed per
+//! function. Every eBPF basic block becomes a Cranelift block that first adds
+//! its instruction count, so the count (and the budget checked on back edges
+//! and calls) matches the interpreter exactly. Faults never trap: they store
+//! a status in the run context and return.
+
+use std::collections::BTreeSet;
+use std::mem::offset_of;
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::types::{I16, I32, I64, I8};
+use cranelift_codegen::ir::{
+    AbiParam, AtomicRmwOp, Block, BlockArg, Function, InstBuilder, MemFlagsData, Signature, Type,
+    UserFuncName, Value,
+};
+use cranelift_codegen::isa::{CallConv, TargetIsa};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+
+use ebpfvm_core::helpers::HelperImpl;
+use ebpfvm_core::interp::MemoryMap;
+use ebpfvm_core::isa::*;
+use ebpfvm_core::program::{Function as BpfFunction, Program};
+
+use crate::runtime::{self, RunCtx};
+
+const NOARGS: &[BlockArg] = &[];
+const FRAME: i64 = STACK_FRAME_SIZE as i64;
+
+/// Offsets of run-context fields read or written by compiled code.
+mod off {
+    use super::*;
+    pub const STACK_LO: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, stack_lo)) as i32;
+    pub const STACK_LEN: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, stack_len)) as i32;
+    pub const MEM_LO: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, mem_lo)) as i32;
+    pub const MEM_LEN: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, mem_len)) as i32;
+    pub const STACK_TOP: i32 = offset_of!(RunCtx, stack_top) as i32;
+    pub const STATUS: i32 = offset_of!(RunCtx, status) as i32;
+    pub const FAULT_PC: i32 = offset_of!(RunCtx, fault_pc) as i32;
+    pub const FAULT_ADDR: i32 = offset_of!(RunCtx, fault_addr) as i32;
+    pub const FAULT_INFO: i32 = offset_of!(RunCtx, fault_info) as i32;
+    pub const DEPTH: i32 = offset_of!(RunCtx, depth) as i32;
+    pub const BUDGET: i32 = offset_of!(RunCtx, budget) as i32;
+    pub const FUNCTIONS: i32 = offset_of!(RunCtx, functions) as i32;
+}
+
+/// The signature shared by all compiled eBPF functions:
+/// `(ctx, r1, r2, r3, r4, r5, count) -> (r0, count)`.
+pub fn bpf_signature(call_conv: CallConv) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    for _ in 0..7 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    sig.returns.push(AbiParam::new(I64));
+    sig.returns.push(AbiParam::new(I64));
+    sig
+}
+
+fn sig_of(call_conv: CallConv, params: usize, ret: bool) -> Signature {
+    let mut sig = Signature::new(call_conv);
+    for _ in 0..params {
+        sig.params.push(AbiParam::new(I64));
+    }
+    if ret {
+        sig.returns.push(AbiParam::new(I64));
+    }
+    sig
+}
+
+/// Per-program facts the translator needs.
+pub struct TranslateEnv<'a> {
+    pub program: &'a Program,
+    pub helpers: &'a [Option<HelperImpl>],
+    pub unwind_helper: Option<u32>,
+    /// Index in `program.functions()` of each function start slot.
+    pub function_index: &'a dyn Fn(usize) -> Option<usize>,
+}
+
+/// Basic-block leaders of one function.
+fn leaders(insns: &[Insn], f: BpfFunction) -> BTreeSet<usize> {
+    let mut set = BTreeSet::new();
+    set.insert(f.start);
+    let mut pc = f.start;
+    while pc < f.end {
+        let i = insns[pc];
+        let next = pc + if i.is_lddw() { 2 } else { 1 };
+        let class = i.class();
+        if class == CLS_JMP || class == CLS_JMP32 {
+            let op = i.opc & 0xf0;
+            if op != JMP_CALL && op != JMP_EXIT {
+                let rel = if i.opc == OP_JA32 {
+                    i.imm as i64
+                } else {
+                    i.off as i64
+                };
+                set.insert((pc as i64 + 1 + rel) as usize);
+            }
+            // Jumps, exits and calls end a block (calls so that counts at
+            // the call and after a stop match the interpreter).
+            if next < f.end {
+                set.insert(next);
+            }
+        } else if class == CLS_LD && !i.is_lddw() && next < f.end {
+            set.insert(next);
+        }
+        pc = next;
+    }
+    set
+}
+
+/// Number of instructions in `[start, end)`, an lddw counting once.
+fn count_insns(insns: &[Insn], start: usize, end: usize) -> i64 {
+    let mut n = 0;
+    let mut pc = start;
+    while pc < end {
+        n += 1;
+        pc += if insns[pc].is_lddw() { 2 } else { 1 };
+    }
+    n
+}
+
+struct Translator<'a, 'b> {
+    b: FunctionBuilder<'b>,
+    env: &'a TranslateEnv<'a>,
+    insns: &'a [Insn],
+    regs: [Variable; 10],
+    count: Variable,
+    ctx: Value,
+    fp: Value,
+    stack_lo: Value,
+    stack_len: Value,
+    mem_lo: Value,
+    mem_len: Value,
+    budget: Value,
+    blocks: std::collections::BTreeMap<usize, Block>,
+    oob_block: Block,
+    misaligned_block: Block,
+    budget_block: Block,
+    depth_block: Block,
+    stop_block: Block,
+    propagate_block: Block,
+    call_conv: CallConv,
+    ptr_ty: Type,
+}
+
+impl Translator<'_, '_> {
+    fn reg(&mut self, r: u8) -> Value {
+        if r == FRAME_REG {
+            self.fp
+        } else {
+            self.b.use_var(self.regs[(r & 15) as usize % 10])
+        }
+    }
+
+    fn set(&mut self, r: u8, v: Value) {
+        debug_assert!(r < 10);
+        self.b.def_var(self.regs[r as usize % 10], v);
+    }
+
+    fn c64(&mut self, v: i64) -> Value {
+        self.b.ins().iconst(I64, v)
+    }
+
+    fn c32(&mut self, v: i32) -> Value {
+        self.b.ins().iconst(I32, v as u32 as i64)
+    }
+
+    fn load_ctx(&mut self, offset: i32) -> Value {
+        self.b
+            .ins()
+            .load(I64, MemFlagsData::trusted(), self.ctx, offset)
+    }
+
+    fn store_ctx(&mut self, offset: i32, v: Value) {
+        self.b
+            .ins()
+            .store(MemFlagsData::trusted(), v, self.ctx, offset);
+    }
+
+    /// `limit` such that `off <u limit` ⟺ `off + size <= len`.
+    fn limit(&mut self, len: Value, size: i64) -> Value {
+        let big_enough = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, len, size);
+        let lim = self.b.ins().iadd_imm_s(len, 1 - size);
+        let zero = self.c64(0);
+        self.b.ins().select(big_enough, lim, zero)
+    }
+
+    /// Address of a checked access of `size` bytes at `[base + off]`;
+    /// branches to the fault path when it is outside every region.
+    fn checked_addr(&mut self, pc: usize, base: u8, off: i16, size: u8, store: bool) -> Value {
+        let b = self.reg(base);
+        let addr = self.b.ins().iadd_imm_s(b, off as i64);
+        let size_i = size as i64;
+        // Frame-pointer accesses inside the current frame need no check.
+        if base == FRAME_REG && off as i64 >= -FRAME && off as i64 + size_i <= 0 {
+            return addr;
+        }
+        let cont = self.b.create_block();
+        let try_stack = self.b.create_block();
+        let slow = self.b.create_block();
+        self.b.set_cold_block(slow);
+
+        let rel = self.b.ins().isub(addr, self.mem_lo);
+        let lim = self.limit(self.mem_len, size_i);
+        let ok = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, lim);
+        self.b.ins().brif(ok, cont, NOARGS, try_stack, NOARGS);
+
+        self.b.switch_to_block(try_stack);
+        let rel = self.b.ins().isub(addr, self.stack_lo);
+        let lim = self.b.ins().iadd_imm_s(self.stack_len, 1 - size_i);
+        let ok = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, lim);
+        self.b.ins().brif(ok, cont, NOARGS, slow, NOARGS);
+
+        self.b.switch_to_block(slow);
+        let sig = self.b.import_signature(sig_of(self.call_conv, 4, true));
+        let f = self
+            .b
+            .ins()
+            .iconst(self.ptr_ty, runtime::translate_slow as *const () as i64);
+        let size_v = self.c64(size_i);
+        let write = self.c64(store as i64);
+        let call = self
+            .b
+            .ins()
+            .call_indirect(sig, f, &[self.ctx, addr, size_v, write]);
+        let ok = self.b.inst_results(call)[0];
+        let pcv = self.c64(pc as i64);
+        let reg = base;
+        let info = self.c64(runtime::fault_info(size, store, reg, off) as i64);
+        self.b.ins().brif(
+            ok,
+            cont,
+            NOARGS,
+            self.oob_block,
+            &[
+                BlockArg::Value(pcv),
+                BlockArg::Value(addr),
+                BlockArg::Value(info),
+            ],
+        );
+
+        self.b.switch_to_block(cont);
+        addr
+    }
+
+    fn jump_to(&mut self, from: usize, target: usize) {
+        let block = self.blocks[&target];
+        if target <= from {
+            self.budget_check(from);
+        }
+        self.b.ins().jump(block, NOARGS);
+    }
+
+    /// Faults when the count is over budget; continues in a fresh block.
+    fn budget_check(&mut self, pc: usize) {
+        let cnt = self.b.use_var(self.count);
+        let over = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThan, cnt, self.budget);
+        let cont = self.b.create_block();
+        let pcv = self.c64(pc as i64);
+        self.b.ins().brif(
+            over,
+            self.budget_block,
+            &[BlockArg::Value(pcv)],
+            cont,
+            NOARGS,
+        );
+        self.b.switch_to_block(cont);
+    }
+
+    fn return_status_check(&mut self) {
+        let status = self.load_ctx(off::STATUS);
+        let cont = self.b.create_block();
+        self.b
+            .ins()
+            .brif(status, self.propagate_block, NOARGS, cont, NOARGS);
+        self.b.switch_to_block(cont);
+    }
+
+    fn alu(&mut self, i: Insn) {
+        let is64 = i.class() == CLS_ALU64;
+        let x = i.opc & SRC_X != 0;
+        let op = i.opc & 0xf0;
+        let dst = i.dst;
+        if op == ALU_END {
+            let v = self.reg(dst);
+            let be = x || is64;
+            let r = match (be, i.imm) {
+                (_, 64) if !be => v,
+                (_, 64) => self.b.ins().bswap(v),
+                (_, w) => {
+                    let ty = if w == 16 { I16 } else { I32 };
+                    let n = self.b.ins().ireduce(ty, v);
+                    let n = if be { self.b.ins().bswap(n) } else { n };
+                    self.b.ins().uextend(I64, n)
+                }
+            };
+            self.set(dst, r);
+            return;
+        }
+        if op == ALU_MOV {
+            let r = if x {
+                let s = self.reg(i.src);
+                match (is64, i.off) {
+                    (true, 0) => s,
+                    (false, 0) => {
+                        let n = self.b.ins().ireduce(I32, s);
+                        self.b.ins().uextend(I64, n)
+                    }
+                    (_, w) => {
+                        let ty = match w {
+                            8 => I8,
+                            16 => I16,
+                            _ => I32,
+                        };
+                        let n = self.b.ins().ireduce(ty, s);
+                        if is64 {
+                            self.b.ins().sextend(I64, n)
+                        } else {
+                            let n = self.b.ins().sextend(I32, n);
+                            self.b.ins().uextend(I64, n)
+                        }
+                    }
+                }
+            } else if is64 {
+                self.c64(i.imm as i64)
+            } else {
+                self.c64(i.imm as u32 as i64)
+            };
+            self.set(dst, r);
+            return;
+        }
+        let ty = if is64 { I64 } else { I32 };
+        let a = self.reg(dst);
+        let a = if is64 {
+            a
+        } else {
+            self.b.ins().ireduce(I32, a)
+        };
+        // The source operand: a register, or the immediate (sign-extended
+        // for 64-bit operations).
+        let imm = if is64 {
+            Some(i.imm as i64)
+        } else {
+            Some(i.imm as u32 as i64)
+        }
+        .filter(|_| !x);
+        let bv = match imm {
+            Some(k) => self.b.ins().iconst(ty, k),
+            None => {
+                let s = self.reg(i.src);
+                if is64 {
+                    s
+                } else {
+                    self.b.ins().ireduce(I32, s)
+                }
+            }
+        };
+        let signed = i.off == 1;
+        let r = match op {
+            ALU_ADD => self.b.ins().iadd(a, bv),
+            ALU_SUB => self.b.ins().isub(a, bv),
+            ALU_MUL => self.b.ins().imul(a, bv),
+            ALU_OR => self.b.ins().bor(a, bv),
+            ALU_AND => self.b.ins().band(a, bv),
+            ALU_XOR => self.b.ins().bxor(a, bv),
+            // Cranelift shifts take the amount modulo the width, as eBPF.
+            ALU_LSH => self.b.ins().ishl(a, bv),
+            ALU_RSH => self.b.ins().ushr(a, bv),
+            ALU_ARSH => self.b.ins().sshr(a, bv),
+            ALU_NEG => self.b.ins().ineg(a),
+            ALU_DIV | ALU_MOD => self.divmod(ty, op == ALU_MOD, signed, a, bv, imm),
+            _ => unreachable!("checked at load time"),
+        };
+        let r = if is64 {
+            r
+        } else {
+            self.b.ins().uextend(I64, r)
+        };
+        self.set(dst, r);
+    }
+
+    /// RFC 9669 division and modulo, which never trap: by zero, a quotient
+    /// is 0 and a remainder is the dividend; `MIN / -1` wraps.
+    fn divmod(
+        &mut self,
+        ty: Type,
+        is_mod: bool,
+        signed: bool,
+        a: Value,
+        b: Value,
+        imm: Option<i64>,
+    ) -> Value {
+        let bits = ty.bits();
+        if let Some(k) = imm {
+            // Constant divisor: no run-time guard needed.
+            let k = if bits == 32 {
+                k as u32 as i32 as i64
+            } else {
+                k
+            };
+            return match (k, is_mod, signed) {
+                (0, false, _) => self.b.ins().iconst(ty, 0),
+                (0, true, _) => a,
+                (-1, false, true) => self.b.ins().ineg(a),
+                (-1, true, true) => self.b.ins().iconst(ty, 0),
+                (_, false, false) => self.b.ins().udiv(a, b),
+                (_, true, false) => self.b.ins().urem(a, b),
+                (_, false, true) => self.b.ins().sdiv(a, b),
+                (_, true, true) => self.b.ins().srem(a, b),
+            };
+        }
+        let zero = self.b.ins().iconst(ty, 0);
+        let one = self.b.ins().iconst(ty, 1);
+        let is_zero = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
+        if !signed {
+            let safe = self.b.ins().select(is_zero, one, b);
+            if is_mod {
+                let r = self.b.ins().urem(a, safe);
+                self.b.ins().select(is_zero, a, r)
+            } else {
+                let q = self.b.ins().udiv(a, safe);
+                self.b.ins().select(is_zero, zero, q)
+            }
+        } else {
+            let minus_one = self
+                .b
+                .ins()
+                .iconst(ty, if bits == 32 { 0xffff_ffff } else { -1 });
+            let is_m1 = self.b.ins().icmp(IntCC::Equal, b, minus_one);
+            let special = self.b.ins().bor(is_zero, is_m1);
+            let safe = self.b.ins().select(special, one, b);
+            if is_mod {
+                let r = self.b.ins().srem(a, safe);
+                let r = self.b.ins().select(is_m1, zero, r);
+                self.b.ins().select(is_zero, a, r)
+            } else {
+                let q = self.b.ins().sdiv(a, safe);
+                let neg = self.b.ins().ineg(a);
+                let q = self.b.ins().select(is_m1, neg, q);
+                self.b.ins().select(is_zero, zero, q)
+            }
+        }
+    }
+
+    fn cond_jump(&mut self, pc: usize, i: Insn, next: usize) {
+        let is32 = i.class() == CLS_JMP32;
+        let x = i.opc & SRC_X != 0;
+        let op = i.opc & 0xf0;
+        let a = self.reg(i.dst);
+        let (a, bv) = if is32 {
+            let a = self.b.ins().ireduce(I32, a);
+            let bv = if x {
+                let s = self.reg(i.src);
+                self.b.ins().ireduce(I32, s)
+            } else {
+                self.c32(i.imm)
+            };
+            (a, bv)
+        } else {
+            let bv = if x {
+                self.reg(i.src)
+            } else {
+                self.c64(i.imm as i64)
+            };
+            (a, bv)
+        };
+        let cond = match op {
+            JMP_JSET => {
+                let m = self.b.ins().band(a, bv);
+                self.b.ins().icmp_imm_s(IntCC::NotEqual, m, 0)
+            }
+            _ => {
+                let cc = match op {
+                    JMP_JEQ => IntCC::Equal,
+                    JMP_JNE => IntCC::NotEqual,
+                    JMP_JGT => IntCC::UnsignedGreaterThan,
+                    JMP_JGE => IntCC::UnsignedGreaterThanOrEqual,
+                    JMP_JLT => IntCC::UnsignedLessThan,
+                    JMP_JLE => IntCC::UnsignedLessThanOrEqual,
+                    JMP_JSGT => IntCC::SignedGreaterThan,
+                    JMP_JSGE => IntCC::SignedGreaterThanOrEqual,
+                    JMP_JSLT => IntCC::SignedLessThan,
+                    _ => IntCC::SignedLessThanOrEqual,
+                };
+                self.b.ins().icmp(cc, a, bv)
+            }
+        };
+        let target = (pc as i64 + 1 + i.off as i64) as usize;
+        let fall = self.blocks[&next];
+        if target <= pc {
+            // A back edge: check the budget on the taken side only.
+            let taken = self.b.create_block();
+            self.b.ins().brif(cond, taken, NOARGS, fall, NOARGS);
+            self.b.switch_to_block(taken);
+            self.jump_to(pc, target);
+        } else {
+            let t = self.blocks[&target];
+            self.b.ins().brif(cond, t, NOARGS, fall, NOARGS);
+        }
+    }
+
+    fn load(&mut self, pc: usize, i: Insn) {
+        let size = access_size(i.opc);
+        let addr = self.checked_addr(pc, i.src, i.off, size, false);
+        let fl = MemFlagsData::new().with_notrap();
+        let signed = i.opc & 0xe0 == MODE_MEMSX;
+        let v = match (size, signed) {
+            (1, false) => self.b.ins().uload8(I64, fl, addr, 0),
+            (2, false) => self.b.ins().uload16(I64, fl, addr, 0),
+            (4, false) => self.b.ins().uload32(fl, addr, 0),
+            (1, true) => self.b.ins().sload8(I64, fl, addr, 0),
+            (2, true) => self.b.ins().sload16(I64, fl, addr, 0),
+            (4, true) => self.b.ins().sload32(fl, addr, 0),
+            _ => self.b.ins().load(I64, fl, addr, 0),
+        };
+        self.set(i.dst, v);
+    }
+
+    fn store(&mut self, pc: usize, i: Insn) {
+        let size = access_size(i.opc);
+        let addr = self.checked_addr(pc, i.dst, i.off, size, true);
+        let v = if i.class() == CLS_ST {
+            self.c64(i.imm as i64)
+        } else {
+            self.reg(i.src)
+        };
+        let fl = MemFlagsData::new().with_notrap();
+        match size {
+            1 => self.b.ins().istore8(fl, v, addr, 0),
+            2 => self.b.ins().istore16(fl, v, addr, 0),
+            4 => self.b.ins().istore32(fl, v, addr, 0),
+            _ => self.b.ins().store(fl, v, addr, 0),
+        };
+    }
+
+    fn atomic(&mut self, pc: usize, i: Insn) {
+        let wide = i.opc == 0xdb;
+        let size: u8 = if wide { 8 } else { 4 };
+        let addr = self.checked_addr(pc, i.dst, i.off, size, true);
+        let mis = self.b.ins().band_imm_s(addr, size as i64 - 1);
+        let cont = self.b.create_block();
+        let pcv = self.c64(pc as i64);
+        let info = self.c64(runtime::fault_info(size, true, i.dst, i.off) as i64);
+        self.b.ins().brif(
+            mis,
+            self.misaligned_block,
+            &[
+                BlockArg::Value(pcv),
+                BlockArg::Value(addr),
+                BlockArg::Value(info),
+            ],
+            cont,
+            NOARGS,
+        );
+        self.b.switch_to_block(cont);
+        let ty = if wide { I64 } else { I32 };
+        let src = self.reg(i.src);
+        let v = if wide {
+            src
+        } else {
+            self.b.ins().ireduce(I32, src)
+        };
+        let fl = MemFlagsData::new().with_notrap();
+        let old = if i.imm == ATOMIC_CMPXCHG {
+            let r0 = self.reg(0);
+            let expected = if wide {
+                r0
+            } else {
+                self.b.ins().ireduce(I32, r0)
+            };
+            self.b.ins().atomic_cas(fl, addr, expected, v)
+        } else {
+            let op = match i.imm {
+                ATOMIC_XCHG => AtomicRmwOp::Xchg,
+                k => match k & !ATOMIC_FETCH {
+                    ATOMIC_ADD => AtomicRmwOp::Add,
+                    ATOMIC_OR => AtomicRmwOp::Or,
+                    ATOMIC_AND => AtomicRmwOp::And,
+                    _ => AtomicRmwOp::Xor,
+                },
+            };
+            self.b.ins().atomic_rmw(ty, fl, op, addr, v)
+        };
+        let old = if wide {
+            old
+        } else {
+            self.b.ins().uextend(I64, old)
+        };
+        if i.imm == ATOMIC_CMPXCHG {
+            self.set(0, old);
+        } else if i.imm & ATOMIC_FETCH != 0 {
+            self.set(i.src, old);
+        }
+    }
+
+    fn packet_load(&mut self, i: Insn) {
+        let size = access_size(i.opc);
+        let imm = self.c64(i.imm as i64);
+        let off = if i.opc & 0xe0 == MODE_IND {
+            let s = self.reg(i.src);
+            let s = self.b.ins().ireduce(I32, s);
+            let s = self.b.ins().sextend(I64, s);
+            self.b.ins().iadd(s, imm)
+        } else {
+            imm
+        };
+        let lim = self.limit(self.mem_len, size as i64);
+        let ok = self.b.ins().icmp(IntCC::UnsignedLessThan, off, lim);
+        let cont = self.b.create_block();
+        self.b.ins().brif(ok, cont, NOARGS, self.stop_block, NOARGS);
+        self.b.switch_to_block(cont);
+        let addr = self.b.ins().iadd(self.mem_lo, off);
+        let fl = MemFlagsData::new().with_notrap();
+        let v = match size {
+            1 => self.b.ins().uload8(I64, fl, addr, 0),
+            2 => {
+                let v = self.b.ins().load(I16, fl, addr, 0);
+                let v = self.b.ins().bswap(v);
+                self.b.ins().uextend(I64, v)
+            }
+            _ => {
+                let v = self.b.ins().load(I32, fl, addr, 0);
+                let v = self.b.ins().bswap(v);
+                self.b.ins().uextend(I64, v)
+            }
+        };
+        self.set(0, v);
+    }
+
+    fn helper_call(&mut self, pc: usize, id: Option<u32>, callx_reg: Option<u8>) {
+        let args: Vec<Value> = (1..=5).map(|r| self.reg(r)).collect();
+        let native = id.and_then(|id| match self.env.helpers.get(id as usize) {
+            Some(Some(HelperImpl::Native(f))) => Some(*f),
+            _ => None,
+        });
+        let r0 = if let Some(f) = native {
+            let sig = self.b.import_signature(sig_of(self.call_conv, 5, true));
+            let fv = self.b.ins().iconst(self.ptr_ty, f as *const () as i64);
+            let call = self.b.ins().call_indirect(sig, fv, &args);
+            let r0 = self.b.inst_results(call)[0];
+            if self.env.unwind_helper == id {
+                let cont = self.b.create_block();
+                self.b.ins().brif(r0, cont, NOARGS, self.stop_block, NOARGS);
+                self.b.switch_to_block(cont);
+            }
+            r0
+        } else {
+            let sig = self.b.import_signature(sig_of(self.call_conv, 8, true));
+            let fv = self
+                .b
+                .ins()
+                .iconst(self.ptr_ty, runtime::call_helper as *const () as i64);
+            let idv = match (id, callx_reg) {
+                (Some(id), _) => self.c64(id as i64),
+                (None, Some(r)) => self.reg(r),
+                _ => unreachable!(),
+            };
+            let pcv = self.c64(pc as i64);
+            let mut all = vec![self.ctx, pcv, idv];
+            all.extend_from_slice(&args);
+            let call = self.b.ins().call_indirect(sig, fv, &all);
+            let r0 = self.b.inst_results(call)[0];
+            self.set(0, r0);
+            self.return_status_check();
+            r0
+        };
+        self.set(0, r0);
+    }
+
+    fn local_call(&mut self, pc: usize, target: usize) {
+        let depth = self.load_ctx(off::DEPTH);
+        let too_deep = self.b.ins().icmp_imm_s(
+            IntCC::UnsignedGreaterThanOrEqual,
+            depth,
+            MAX_CALL_FRAMES as i64 - 1,
+        );
+        let cont = self.b.create_block();
+        let pcv = self.c64(pc as i64);
+        self.b.ins().brif(
+            too_deep,
+            self.depth_block,
+            &[BlockArg::Value(pcv)],
+            cont,
+            NOARGS,
+        );
+        self.b.switch_to_block(cont);
+        let d1 = self.b.ins().iadd_imm_s(depth, 1);
+        self.store_ctx(off::DEPTH, d1);
+        let new_lo = self.b.ins().iadd_imm_s(self.stack_lo, -FRAME);
+        let new_len = self.b.ins().iadd_imm_s(self.stack_len, FRAME);
+        self.store_ctx(off::STACK_LO, new_lo);
+        self.store_ctx(off::STACK_LEN, new_len);
+        let zsig = self.b.import_signature(sig_of(self.call_conv, 1, false));
+        let zf = self
+            .b
+            .ins()
+            .iconst(self.ptr_ty, runtime::zero_frame as *const () as i64);
+        self.b.ins().call_indirect(zsig, zf, &[new_lo]);
+        self.budget_check(pc);
+        let k = (self.env.function_index)(target).expect("call target is a function");
+        let table = self.load_ctx(off::FUNCTIONS);
+        let fptr = self
+            .b
+            .ins()
+            .load(I64, MemFlagsData::trusted(), table, (k * 8) as i32);
+        let sig = self.b.import_signature(bpf_signature(self.call_conv));
+        let mut args = vec![self.ctx];
+        for r in 1..=5 {
+            args.push(self.reg(r));
+        }
+        args.push(self.b.use_var(self.count));
+        let call = self.b.ins().call_indirect(sig, fptr, &args);
+        let (r0, cnt) = {
+            let res = self.b.inst_results(call);
+            (res[0], res[1])
+        };
+        self.set(0, r0);
+        self.b.def_var(self.count, cnt);
+        // A fault below returns at once, leaving the map as it was then
+        // (error messages describe the faulting frame).
+        self.return_status_check();
+        self.store_ctx(off::DEPTH, depth);
+        self.store_ctx(off::STACK_LO, self.stack_lo);
+        self.store_ctx(off::STACK_LEN, self.stack_len);
+    }
+
+    /// Translates the block starting at `start` (ending before `end`).
+    fn block(&mut self, start: usize, end: usize) {
+        let n = count_insns(self.insns, start, end);
+        let cnt = self.b.use_var(self.count);
+        let cnt = self.b.ins().iadd_imm_s(cnt, n);
+        self.b.def_var(self.count, cnt);
+        let mut pc = start;
+        while pc < end {
+            let i = self.insns[pc];
+            let next = pc + if i.is_lddw() { 2 } else { 1 };
+            match i.class() {
+                CLS_ALU | CLS_ALU64 => self.alu(i),
+                CLS_LDX => self.load(pc, i),
+                CLS_ST => self.store(pc, i),
+                CLS_STX if i.opc & 0xe0 == MODE_ATOMIC => self.atomic(pc, i),
+                CLS_STX => self.store(pc, i),
+                CLS_LD if i.is_lddw() => {
+                    let v = if i.src == PSEUDO_FUNC {
+                        (pc as i64 + 1 + i.imm as i64) as u64
+                    } else {
+                        (i.imm as u32 as u64) | ((self.insns[pc + 1].imm as u32 as u64) << 32)
+                    };
+                    let v = self.c64(v as i64);
+                    self.set(i.dst, v);
+                }
+                CLS_LD => self.packet_load(i),
+                _ => {
+                    let op = i.opc & 0xf0;
+                    match op {
+                        JMP_EXIT => {
+                            let r0 = self.reg(0);
+                            let cnt = self.b.use_var(self.count);
+                            self.b.ins().return_(&[r0, cnt]);
+                            return;
+                        }
+                        JMP_JA => {
+                            let rel = if i.opc == OP_JA32 {
+                                i.imm as i64
+                            } else {
+                                i.off as i64
+                            };
+                            self.jump_to(pc, (pc as i64 + 1 + rel) as usize);
+                            return;
+                        }
+                        JMP_CALL => {
+                            if i.opc == OP_CALLX {
+                                self.helper_call(pc, None, Some(i.dst));
+                            } else if i.src == CALL_LOCAL {
+                                self.local_call(pc, (pc as i64 + 1 + i.imm as i64) as usize);
+                            } else {
+                                self.helper_call(pc, Some(i.imm as u32), None);
+                            }
+                        }
+                        _ => {
+                            self.cond_jump(pc, i, next);
+                            return;
+                        }
+                    }
+                }
+            }
+            pc = next;
+        }
+        // Fall through into the next block.
+        let next = self.blocks[&end];
+        self.b.ins().jump(next, NOARGS);
+    }
+}
+
+/// Builds the Cranelift function for eBPF function `f`.
+pub fn translate_function(
+    env: &TranslateEnv<'_>,
+    f: BpfFunction,
+    index: usize,
+    isa: &dyn TargetIsa,
+    fctx: &mut FunctionBuilderContext,
+) -> Function {
+    let call_conv = isa.default_call_conv();
+    let mut func = Function::with_name_signature(
+        UserFuncName::user(0, index as u32),
+        bpf_signature(call_conv),
+    );
+    let insns = env.program.insns();
+    let mut b = FunctionBuilder::new(&mut func, fctx);
+    let regs: [Variable; 10] = std::array::from_fn(|_| b.declare_var(I64));
+    let count = b.declare_var(I64);
+
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let params = b.block_params(entry).to_vec();
+    let ctx = params[0];
+    let zero = b.ins().iconst(I64, 0);
+    for (r, var) in regs.iter().enumerate() {
+        let v = if (1..=5).contains(&r) {
+            params[r]
+        } else {
+            zero
+        };
+        b.def_var(*var, v);
+    }
+    b.def_var(count, params[6]);
+    let fl = MemFlagsData::trusted();
+    let stack_lo = b.ins().load(I64, fl, ctx, off::STACK_LO);
+    let stack_len = b.ins().load(I64, fl, ctx, off::STACK_LEN);
+    let fp = b.ins().iadd_imm_s(stack_lo, FRAME);
+    let mem_lo = b.ins().load(I64, fl, ctx, off::MEM_LO);
+    let mem_len = b.ins().load(I64, fl, ctx, off::MEM_LEN);
+    let budget = b.ins().load(I64, fl, ctx, off::BUDGET);
+    let _ = off::STACK_TOP;
+
+    let leaders = leaders(insns, f);
+    let mut blocks = std::collections::BTreeMap::new();
+    for &l in &leaders {
+        blocks.insert(l, b.create_block());
+    }
+    let mk_cold = |b: &mut FunctionBuilder<'_>, params: usize| {
+        let blk = b.create_block();
+        b.set_cold_block(blk);
+        for _ in 0..params {
+            b.append_block_param(blk, I64);
+        }
+        blk
+    };
+    let oob_block = mk_cold(&mut b, 3);
+    let misaligned_block = mk_cold(&mut b, 3);
+    let budget_block = mk_cold(&mut b, 1);
+    let depth_block = mk_cold(&mut b, 1);
+    let stop_block = mk_cold(&mut b, 0);
+    let propagate_block = mk_cold(&mut b, 0);
+    let first = blocks[&f.start];
+    b.ins().jump(first, NOARGS);
+
+    let mut t = Translator {
+        b,
+        env,
+        insns,
+        regs,
+        count,
+        ctx,
+        fp,
+        stack_lo,
+        stack_len,
+        mem_lo,
+        mem_len,
+        budget,
+        blocks,
+        oob_block,
+        misaligned_block,
+        budget_block,
+        depth_block,
+        stop_block,
+        propagate_block,
+        call_conv,
+        ptr_ty: isa.pointer_type(),
+    };
+    let starts: Vec<usize> = leaders.iter().copied().collect();
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(f.end);
+        let blk = t.blocks[&start];
+        t.b.switch_to_block(blk);
+        t.block(start, end);
+    }
+
+    // Shared exits.
+    let fault = |t: &mut Translator<'_, '_>, blk: Block, status: u64, with_addr: bool| {
+        t.b.switch_to_block(blk);
+        let p = t.b.block_params(blk).to_vec();
+        let st = t.c64(status as i64);
+        t.store_ctx(off::STATUS, st);
+        t.store_ctx(off::FAULT_PC, p[0]);
+        if with_addr {
+            t.store_ctx(off::FAULT_ADDR, p[1]);
+            t.store_ctx(off::FAULT_INFO, p[2]);
+        }
+        let zero = t.c64(0);
+        let cnt = t.b.use_var(t.count);
+        t.b.ins().return_(&[zero, cnt]);
+    };
+    fault(&mut t, oob_block, runtime::STATUS_OOB, true);
+    fault(&mut t, misaligned_block, runtime::STATUS_MISALIGNED, true);
+    fault(&mut t, budget_block, runtime::STATUS_BUDGET, false);
+    fault(&mut t, depth_block, runtime::STATUS_CALL_DEPTH, false);
+    t.b.switch_to_block(stop_block);
+    let st = t.c64(runtime::STATUS_STOP as i64);
+    t.store_ctx(off::STATUS, st);
+    let zero = t.c64(0);
+    let cnt = t.b.use_var(t.count);
+    t.b.ins().return_(&[zero, cnt]);
+    t.b.switch_to_block(propagate_block);
+    let r0 = t.b.use_var(t.regs[0]);
+    let cnt = t.b.use_var(t.count);
+    t.b.ins().return_(&[r0, cnt]);
+
+    t.b.seal_all_blocks();
+    t.b.finalize(isa.frontend_config());
+    func
+}
