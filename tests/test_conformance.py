@@ -32,7 +32,7 @@ from ebpfvm.conformance import (
 )
 
 #: Engines every test runs on.  Append "jit" once the JIT exists.
-ENGINES = ["interpreter"]
+ENGINES = ["interpreter", "jit", "auto"]
 
 #: Far more than any conformance test executes; keeps a broken jump from hanging the run.
 MAX_INSTRUCTIONS = 1_000_000

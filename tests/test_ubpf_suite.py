@@ -30,9 +30,9 @@ from ebpfvm.conformance import (
     program_code,
 )
 
-#: Engines the runnable tests use.  Append "jit" once the JIT exists (the
-#: ``no jit`` runtime-fault tests stay interpreter-only, as in uBPF).
-ENGINES = ["interpreter"]
+#: Engines the runnable tests use.  Unlike uBPF's JIT, ebpfvm's checks memory
+#: accesses, so the ``no jit`` runtime-fault tests run on every engine.
+ENGINES = ["interpreter", "jit", "auto"]
 
 MAX_INSTRUCTIONS = 1_000_000
 U64_MASK = (1 << 64) - 1
@@ -204,13 +204,14 @@ def test_unregistered_helper_is_a_load_error_not_a_program_error(name: str) -> N
     assert executable.run(None) == 1 + 2 + 3 + 4 + 5
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name", RUNTIME_ERRORS)
-def test_runtime_memory_error(name: str) -> None:
+def test_runtime_memory_error(name: str, engine: str) -> None:
     # uBPF's interpreter reports the fault and returns r0 = UINT64_MAX (the
     # `result` of these files); ebpfvm raises ExecutionError instead.
     test = ALL[name]
     assert test.error_pattern is not None
-    executable = load(program_code(test))
+    executable = load(program_code(test), engine)
     with pytest.raises(ebpfvm.ExecutionError) as info:
         executable.run(fresh(test.mem))
     assert info.value.kind == "out_of_bounds"

@@ -11,6 +11,7 @@
 //! back edges and calls; failures return a status instead of trapping, and
 //! become the same [`ExecError`]s the interpreter raises.
 
+pub mod engine;
 mod runtime;
 mod translate;
 
@@ -41,8 +42,16 @@ struct Pair {
 
 type EntryFn = unsafe extern "C" fn(*mut RunCtx, u64, u64, u64, u64, u64, u64) -> Pair;
 
-/// The host's Cranelift target, built once.
-fn host_isa() -> Result<OwnedTargetIsa, String> {
+/// The host's Cranelift target, built once per process (detecting the CPU
+/// and building the settings costs more than compiling a small program).
+fn host_isa() -> Result<&'static OwnedTargetIsa, String> {
+    static ISA: std::sync::OnceLock<Result<OwnedTargetIsa, String>> = std::sync::OnceLock::new();
+    ISA.get_or_init(build_host_isa)
+        .as_ref()
+        .map_err(|e| e.clone())
+}
+
+fn build_host_isa() -> Result<OwnedTargetIsa, String> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {
         f.set(k, v)
@@ -98,9 +107,9 @@ impl JitExecutable {
         let mut blobs: Vec<Vec<u8>> = Vec::with_capacity(funcs.len());
         for (k, f) in funcs.iter().enumerate() {
             ctx.clear();
-            ctx.func = translate::translate_function(&env, *f, k, &*isa, &mut fctx);
+            ctx.func = translate::translate_function(&env, *f, k, &**isa, &mut fctx);
             let code = ctx
-                .compile(&*isa, &mut ControlPlane::default())
+                .compile(&**isa, &mut ControlPlane::default())
                 .map_err(|e| {
                     ProgramError::at(f.start, format!("JIT compilation failed: {:?}", e.inner))
                 })?;

@@ -129,11 +129,6 @@ struct Translator<'a, 'b> {
     count: Variable,
     ctx: Value,
     fp: Value,
-    stack_lo: Value,
-    stack_len: Value,
-    mem_lo: Value,
-    mem_len: Value,
-    budget: Value,
     blocks: std::collections::BTreeMap<usize, Block>,
     oob_block: Block,
     misaligned_block: Block,
@@ -201,20 +196,23 @@ impl Translator<'_, '_> {
             return addr;
         }
         let cont = self.b.create_block();
-        let try_stack = self.b.create_block();
         let slow = self.b.create_block();
         self.b.set_cold_block(slow);
 
-        let rel = self.b.ins().isub(addr, self.mem_lo);
-        let lim = self.limit(self.mem_len, size_i);
-        let ok = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, lim);
-        self.b.ins().brif(ok, cont, NOARGS, try_stack, NOARGS);
-
-        self.b.switch_to_block(try_stack);
-        let rel = self.b.ins().isub(addr, self.stack_lo);
-        let lim = self.b.ins().iadd_imm_s(self.stack_len, 1 - size_i);
-        let ok = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, lim);
+        // In the input or in the live stack frames? One branch for both.
+        let mem_lo = self.load_ctx(off::MEM_LO);
+        let mem_len = self.load_ctx(off::MEM_LEN);
+        let rel = self.b.ins().isub(addr, mem_lo);
+        let lim = self.limit(mem_len, size_i);
+        let in_mem = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, lim);
+        let stack_lo = self.load_ctx(off::STACK_LO);
+        let stack_len = self.load_ctx(off::STACK_LEN);
+        let rel = self.b.ins().isub(addr, stack_lo);
+        let lim = self.b.ins().iadd_imm_s(stack_len, 1 - size_i);
+        let in_stack = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, lim);
+        let ok = self.b.ins().bor(in_mem, in_stack);
         self.b.ins().brif(ok, cont, NOARGS, slow, NOARGS);
+        self.b.seal_block(slow);
 
         self.b.switch_to_block(slow);
         let sig = self.b.import_signature(sig_of(self.call_conv, 4, true));
@@ -243,6 +241,7 @@ impl Translator<'_, '_> {
                 BlockArg::Value(info),
             ],
         );
+        self.b.seal_block(cont);
 
         self.b.switch_to_block(cont);
         addr
@@ -259,10 +258,8 @@ impl Translator<'_, '_> {
     /// Faults when the count is over budget; continues in a fresh block.
     fn budget_check(&mut self, pc: usize) {
         let cnt = self.b.use_var(self.count);
-        let over = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedGreaterThan, cnt, self.budget);
+        let budget = self.load_ctx(off::BUDGET);
+        let over = self.b.ins().icmp(IntCC::UnsignedGreaterThan, cnt, budget);
         let cont = self.b.create_block();
         let pcv = self.c64(pc as i64);
         self.b.ins().brif(
@@ -272,15 +269,24 @@ impl Translator<'_, '_> {
             cont,
             NOARGS,
         );
+        self.b.seal_block(cont);
         self.b.switch_to_block(cont);
     }
 
-    fn return_status_check(&mut self) {
+    /// After a call that may fail or stop the program: return at once when
+    /// the status says so, handing back `r0` and the count.
+    fn return_status_check(&mut self, r0: Value) {
         let status = self.load_ctx(off::STATUS);
         let cont = self.b.create_block();
-        self.b
-            .ins()
-            .brif(status, self.propagate_block, NOARGS, cont, NOARGS);
+        let cnt = self.b.use_var(self.count);
+        self.b.ins().brif(
+            status,
+            self.propagate_block,
+            &[BlockArg::Value(r0), BlockArg::Value(cnt)],
+            cont,
+            NOARGS,
+        );
+        self.b.seal_block(cont);
         self.b.switch_to_block(cont);
     }
 
@@ -499,6 +505,7 @@ impl Translator<'_, '_> {
             // A back edge: check the budget on the taken side only.
             let taken = self.b.create_block();
             self.b.ins().brif(cond, taken, NOARGS, fall, NOARGS);
+            self.b.seal_block(taken);
             self.b.switch_to_block(taken);
             self.jump_to(pc, target);
         } else {
@@ -612,12 +619,15 @@ impl Translator<'_, '_> {
         } else {
             imm
         };
-        let lim = self.limit(self.mem_len, size as i64);
+        let mem_len = self.load_ctx(off::MEM_LEN);
+        let lim = self.limit(mem_len, size as i64);
         let ok = self.b.ins().icmp(IntCC::UnsignedLessThan, off, lim);
         let cont = self.b.create_block();
         self.b.ins().brif(ok, cont, NOARGS, self.stop_block, NOARGS);
+        self.b.seal_block(cont);
         self.b.switch_to_block(cont);
-        let addr = self.b.ins().iadd(self.mem_lo, off);
+        let mem_lo = self.load_ctx(off::MEM_LO);
+        let addr = self.b.ins().iadd(mem_lo, off);
         let fl = MemFlagsData::new().with_notrap();
         let v = match size {
             1 => self.b.ins().uload8(I64, fl, addr, 0),
@@ -668,8 +678,7 @@ impl Translator<'_, '_> {
             all.extend_from_slice(&args);
             let call = self.b.ins().call_indirect(sig, fv, &all);
             let r0 = self.b.inst_results(call)[0];
-            self.set(0, r0);
-            self.return_status_check();
+            self.return_status_check(r0);
             r0
         };
         self.set(0, r0);
@@ -691,11 +700,14 @@ impl Translator<'_, '_> {
             cont,
             NOARGS,
         );
+        self.b.seal_block(cont);
         self.b.switch_to_block(cont);
         let d1 = self.b.ins().iadd_imm_s(depth, 1);
         self.store_ctx(off::DEPTH, d1);
-        let new_lo = self.b.ins().iadd_imm_s(self.stack_lo, -FRAME);
-        let new_len = self.b.ins().iadd_imm_s(self.stack_len, FRAME);
+        let stack_lo = self.load_ctx(off::STACK_LO);
+        let stack_len = self.load_ctx(off::STACK_LEN);
+        let new_lo = self.b.ins().iadd_imm_s(stack_lo, -FRAME);
+        let new_len = self.b.ins().iadd_imm_s(stack_len, FRAME);
         self.store_ctx(off::STACK_LO, new_lo);
         self.store_ctx(off::STACK_LEN, new_len);
         let zsig = self.b.import_signature(sig_of(self.call_conv, 1, false));
@@ -726,10 +738,10 @@ impl Translator<'_, '_> {
         self.b.def_var(self.count, cnt);
         // A fault below returns at once, leaving the map as it was then
         // (error messages describe the faulting frame).
-        self.return_status_check();
+        self.return_status_check(r0);
         self.store_ctx(off::DEPTH, depth);
-        self.store_ctx(off::STACK_LO, self.stack_lo);
-        self.store_ctx(off::STACK_LEN, self.stack_len);
+        self.store_ctx(off::STACK_LO, stack_lo);
+        self.store_ctx(off::STACK_LEN, stack_len);
     }
 
     /// Translates the block starting at `start` (ending before `end`).
@@ -834,12 +846,11 @@ pub fn translate_function(
     }
     b.def_var(count, params[6]);
     let fl = MemFlagsData::trusted();
+    // Only ctx and fp stay in registers for the whole function; the bounds
+    // and the budget are reloaded from the context where they are needed,
+    // which keeps register pressure (and register allocation time) low.
     let stack_lo = b.ins().load(I64, fl, ctx, off::STACK_LO);
-    let stack_len = b.ins().load(I64, fl, ctx, off::STACK_LEN);
     let fp = b.ins().iadd_imm_s(stack_lo, FRAME);
-    let mem_lo = b.ins().load(I64, fl, ctx, off::MEM_LO);
-    let mem_len = b.ins().load(I64, fl, ctx, off::MEM_LEN);
-    let budget = b.ins().load(I64, fl, ctx, off::BUDGET);
     let _ = off::STACK_TOP;
 
     let leaders = leaders(insns, f);
@@ -860,7 +871,7 @@ pub fn translate_function(
     let budget_block = mk_cold(&mut b, 1);
     let depth_block = mk_cold(&mut b, 1);
     let stop_block = mk_cold(&mut b, 0);
-    let propagate_block = mk_cold(&mut b, 0);
+    let propagate_block = mk_cold(&mut b, 2);
     let first = blocks[&f.start];
     b.ins().jump(first, NOARGS);
 
@@ -872,11 +883,6 @@ pub fn translate_function(
         count,
         ctx,
         fp,
-        stack_lo,
-        stack_len,
-        mem_lo,
-        mem_len,
-        budget,
         blocks,
         oob_block,
         misaligned_block,
@@ -906,9 +912,9 @@ pub fn translate_function(
             t.store_ctx(off::FAULT_ADDR, p[1]);
             t.store_ctx(off::FAULT_INFO, p[2]);
         }
+        // The count is not reported for faults.
         let zero = t.c64(0);
-        let cnt = t.b.use_var(t.count);
-        t.b.ins().return_(&[zero, cnt]);
+        t.b.ins().return_(&[zero, zero]);
     };
     fault(&mut t, oob_block, runtime::STATUS_OOB, true);
     fault(&mut t, misaligned_block, runtime::STATUS_MISALIGNED, true);
@@ -921,9 +927,8 @@ pub fn translate_function(
     let cnt = t.b.use_var(t.count);
     t.b.ins().return_(&[zero, cnt]);
     t.b.switch_to_block(propagate_block);
-    let r0 = t.b.use_var(t.regs[0]);
-    let cnt = t.b.use_var(t.count);
-    t.b.ins().return_(&[r0, cnt]);
+    let p = t.b.block_params(propagate_block).to_vec();
+    t.b.ins().return_(&[p[0], p[1]]);
 
     t.b.seal_all_blocks();
     t.b.finalize(isa.frontend_config());

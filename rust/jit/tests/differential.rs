@@ -3,7 +3,8 @@
 //! the memory afterwards, and on the kind and place of any fault.
 //!
 //! `EBPFVM_DIFF_PROGRAMS=1000000 cargo test --release -p ebpfvm-jit --test
-//! differential` runs a long campaign; `EBPFVM_DIFF_SEED` picks the start.
+//! differential` runs a long campaign; `EBPFVM_DIFF_SEED` picks the start
+//! and `EBPFVM_DIFF_THREADS` spreads it over cores.
 
 use std::sync::Arc;
 
@@ -90,12 +91,33 @@ fn jit_matches_interpreter_on_random_programs() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let mut ok = 0u64;
-    for seed in start..start + n {
-        if let Some(m) = compare(seed) {
-            panic!("mismatch after {ok} agreeing programs:\n{m}");
+    let threads: u64 = std::env::var("EBPFVM_DIFF_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let failure = std::sync::Mutex::new(None::<String>);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let failure = &failure;
+            s.spawn(move || {
+                let mut seed = start + t;
+                while seed < start + n {
+                    if failure.lock().unwrap().is_some() {
+                        return;
+                    }
+                    if let Some(m) = compare(seed) {
+                        *failure.lock().unwrap() = Some(m);
+                        return;
+                    }
+                    seed += threads;
+                }
+            });
         }
-        ok += 1;
+    });
+    if let Some(m) = failure.into_inner().unwrap() {
+        panic!("mismatch:\n{m}");
     }
+    let ok = n;
     eprintln!("{ok} random programs agreed between the interpreter and the JIT");
 }

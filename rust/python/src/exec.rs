@@ -5,15 +5,16 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use ebpfvm_core::error::ExecError;
-use ebpfvm_core::interp::{Executable, RunOutcome};
+use ebpfvm_core::interp::RunOutcome;
 use ebpfvm_core::isa::OP_EXIT;
+use ebpfvm_jit::engine::{Engine, EngineKind};
 
 use crate::errors::{exec_error, guard};
 
 /// A loaded program, ready to run. Safe to share between threads.
 #[pyclass(frozen, module = "ebpfvm", name = "Executable")]
 pub struct PyExecutable {
-    inner: Executable,
+    pub(crate) inner: Engine,
     /// Helper objects (and what C pointers point into) kept alive.
     _keepalive: Vec<Py<PyAny>>,
     /// Whether a run can take long enough to be worth releasing the GIL:
@@ -22,7 +23,7 @@ pub struct PyExecutable {
 }
 
 impl PyExecutable {
-    pub fn new(inner: Executable, keepalive: Vec<Py<PyAny>>) -> Self {
+    pub fn new(inner: Engine, keepalive: Vec<Py<PyAny>>) -> Self {
         let prog = inner.program();
         let insns = prog.insns();
         let mut release_gil = insns.len() > 256;
@@ -99,10 +100,10 @@ impl PyExecutable {
         })
     }
 
-    fn finish(
+    pub(crate) fn finish(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&Executable) -> Result<RunOutcome, ExecError> + Send,
+        f: impl FnOnce(&Engine) -> Result<RunOutcome, ExecError> + Send,
     ) -> PyResult<RunOutcome> {
         let exe = &self.inner;
         let result = guard(py, || {
@@ -131,9 +132,88 @@ impl PyExecutable {
         Ok((o.r0, o.instructions))
     }
 
+    /// Runs the program once per record and returns a NumPy `uint64` array
+    /// of r0 values. `records` is a sequence of buffers, or one C-contiguous
+    /// array whose first dimension indexes the records (a 2-D `uint8` array
+    /// with one record per row, or a NumPy record array). Writable records
+    /// are modified in place. The GIL is released; `threads` spreads the
+    /// records over that many threads.
+    #[pyo3(signature = (records, *, threads = None))]
+    fn run_batch<'py>(
+        &self,
+        py: Python<'py>,
+        records: &Bound<'py, PyAny>,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::batch::run_batch(self, py, records, threads)
+    }
+
+    /// Runs the program `number` times inside Rust on a private copy of
+    /// `mem` and returns the total time in seconds: the cost of the program
+    /// itself, without the Python call around it (a benchmarking aid).
+    #[pyo3(signature = (mem = None, number = 1000))]
+    fn timeit(&self, py: Python<'_>, mem: Option<&Bound<'_, PyAny>>, number: u64) -> PyResult<f64> {
+        let mut data = match mem.filter(|m| !m.is_none()) {
+            Some(m) => crate::buffer_bytes(m)?,
+            None => Vec::new(),
+        };
+        let engine = &self.inner;
+        let result = guard(py, || {
+            Ok(py.detach(|| {
+                let mut stack = vec![0u64; ebpfvm_core::interp::STACK_BYTES / 8];
+                let sp = stack.as_mut_ptr() as *mut u8;
+                let (ptr, len) = if data.is_empty() {
+                    (std::ptr::null_mut(), 0)
+                } else {
+                    (data.as_mut_ptr(), data.len())
+                };
+                let start = std::time::Instant::now();
+                for _ in 0..number {
+                    // SAFETY: `data` and `stack` outlive the loop.
+                    unsafe { engine.run_raw_with_stack(ptr, len, true, sp) }?;
+                }
+                Ok(start.elapsed().as_secs_f64())
+            }))
+        })?;
+        result.map_err(|e| exec_error(py, e))
+    }
+
+    /// "interpreter", "jit" or "auto".
     #[getter]
     fn engine(&self) -> &'static str {
-        "interpreter"
+        match self.inner.kind() {
+            EngineKind::Interpreter => "interpreter",
+            EngineKind::Jit => "jit",
+            EngineKind::Auto => "auto",
+        }
+    }
+
+    /// Whether native code runs the program (always for "jit"; for "auto",
+    /// once it has become hot).
+    #[getter]
+    fn compiled(&self) -> bool {
+        self.inner.jit().is_some()
+    }
+
+    /// Bytes of machine code, when compiled.
+    #[getter]
+    fn code_size(&self) -> Option<usize> {
+        self.inner.jit().map(|j| j.code_size())
+    }
+
+    /// Seconds compilation took, when compiled.
+    #[getter]
+    fn compile_time(&self) -> Option<f64> {
+        self.inner.jit().map(|j| j.compile_time().as_secs_f64())
+    }
+
+    /// Why "auto" could not compile the program (it keeps interpreting).
+    #[getter]
+    fn compile_error(&self) -> Option<String> {
+        self.inner
+            .auto()
+            .and_then(|a| a.compile_error())
+            .map(|e| e.to_string())
     }
 
     #[getter]
@@ -143,22 +223,23 @@ impl PyExecutable {
 
     fn __repr__(&self) -> String {
         format!(
-            "<ebpfvm.Executable: interpreter, checked, {} instructions>",
+            "<ebpfvm.Executable: {}, checked, {} instructions>",
+            self.engine(),
             self.inner.program().len()
         )
     }
 }
 
 /// A held buffer export (released on drop, with the GIL held).
-struct BufferView {
-    view: Box<ffi::Py_buffer>,
-    ptr: *const u8,
-    len: usize,
-    readonly: bool,
+pub(crate) struct BufferView {
+    pub(crate) view: Box<ffi::Py_buffer>,
+    pub(crate) ptr: *const u8,
+    pub(crate) len: usize,
+    pub(crate) readonly: bool,
 }
 
 impl BufferView {
-    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+    pub(crate) fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
         let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
         // Ask for a writable contiguous view first, then a read-only one.
         let mut rc = unsafe {

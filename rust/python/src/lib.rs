@@ -1,6 +1,7 @@
 //! PyO3 bindings: `ebpfvm._core`. Thin by design: argument conversion, error
 //! mapping, GIL handling. All logic lives in `ebpfvm-core`.
 
+mod batch;
 mod errors;
 mod exec;
 mod helpers;
@@ -138,7 +139,7 @@ impl PyProgram {
 
     /// Prepares the program to run. See the Python documentation of
     /// `ebpfvm.Program.load`.
-    #[pyo3(signature = (engine = "interpreter", verify = false, helpers = None, unwind_helper = None, max_instructions = None))]
+    #[pyo3(signature = (engine = "auto", verify = false, helpers = None, unwind_helper = None, max_instructions = None))]
     fn load(
         &self,
         py: Python<'_>,
@@ -154,11 +155,11 @@ impl PyProgram {
                  load with verify=False to run in checked mode (every access bounds-checked at run time)",
             ));
         }
-        if engine != "interpreter" {
+        let Some(kind) = ebpfvm_jit::engine::EngineKind::parse(engine) else {
             return Err(Error::new_err(format!(
-                "engine {engine:?} is not available in this version; use engine=\"interpreter\""
+                "unknown engine {engine:?}: use \"interpreter\", \"jit\" or \"auto\""
             )));
-        }
+        };
         if max_instructions == Some(0) {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "max_instructions must be positive",
@@ -171,7 +172,7 @@ impl PyProgram {
             max_instructions: max_instructions.unwrap_or(interp::DEFAULT_MAX_INSTRUCTIONS),
         };
         guard(py, || {
-            let exe = interp::Executable::new(self.inner.clone(), opts)
+            let exe = ebpfvm_jit::engine::Engine::load(kind, self.inner.clone(), opts)
                 .map_err(|e| program_error(py, &e))?;
             Ok(exec::PyExecutable::new(exe, keepalive))
         })
