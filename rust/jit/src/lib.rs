@@ -51,6 +51,61 @@ fn host_isa() -> Result<&'static OwnedTargetIsa, String> {
         .map_err(|e| e.clone())
 }
 
+/// Address of a stub that calls [`runtime::translate_slow`] while
+/// preserving every register, so the rarely taken slow path of a memory
+/// check does not force compiled code to keep its eBPF registers out of
+/// caller-saved registers. Built once per process and never freed.
+fn slow_path_stub() -> Result<u64, String> {
+    static STUB: std::sync::OnceLock<Result<u64, String>> = std::sync::OnceLock::new();
+    STUB.get_or_init(build_slow_path_stub).clone()
+}
+
+fn build_slow_path_stub() -> Result<u64, String> {
+    use cranelift_codegen::ir::{
+        types::I64, AbiParam, Function, InstBuilder, Signature, UserFuncName,
+    };
+    use cranelift_codegen::isa::CallConv;
+    let isa = host_isa()?;
+    let mut sig = Signature::new(CallConv::PreserveAll);
+    for _ in 0..4 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    let mut func = Function::with_name_signature(UserFuncName::user(1, 0), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = cranelift_frontend::FunctionBuilder::new(&mut func, &mut fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let params = b.block_params(entry).to_vec();
+    let mut inner = Signature::new(isa.default_call_conv());
+    for _ in 0..4 {
+        inner.params.push(AbiParam::new(I64));
+    }
+    let inner = b.import_signature(inner);
+    let target = b
+        .ins()
+        .iconst(I64, runtime::translate_slow as *const () as i64);
+    b.ins().call_indirect(inner, target, &params);
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(isa.frontend_config());
+    let mut ctx = Context::for_function(func);
+    let code = ctx
+        .compile(&**isa, &mut ControlPlane::default())
+        .map_err(|e| format!("slow-path stub: {:?}", e.inner))?;
+    let bytes = code.code_buffer().to_vec();
+    let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1))
+        .map_err(|e| format!("slow-path stub: {e}"))?;
+    map[..bytes.len()].copy_from_slice(&bytes);
+    let map = map
+        .make_exec()
+        .map_err(|e| format!("slow-path stub: {e}"))?;
+    let addr = map.as_ptr() as u64;
+    // Lives for the whole process, shared by every compiled program.
+    std::mem::forget(map);
+    Ok(addr)
+}
+
 fn build_host_isa() -> Result<OwnedTargetIsa, String> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {
@@ -93,6 +148,7 @@ impl JitExecutable {
         check_load(&program, &opts)?;
         let start = Instant::now();
         let isa = host_isa().map_err(ProgramError::whole)?;
+        let slow_stub = slow_path_stub().map_err(ProgramError::whole)?;
         let helpers = opts.helpers.table().into_boxed_slice();
         let funcs = program.functions().to_vec();
         let index_of = |slot: usize| funcs.iter().position(|f| f.start == slot);
@@ -101,6 +157,7 @@ impl JitExecutable {
             helpers: &helpers,
             unwind_helper: opts.unwind_helper,
             function_index: &index_of,
+            slow_stub,
         };
         let mut fctx = FunctionBuilderContext::new();
         let mut ctx = Context::new();
@@ -152,6 +209,11 @@ impl JitExecutable {
 
     pub fn program(&self) -> &Arc<Program> {
         &self.program
+    }
+
+    /// The machine code (all functions), for inspection.
+    pub fn code_bytes(&self) -> &[u8] {
+        &self._code[..self.code_size]
     }
 
     /// Bytes of machine code.
@@ -217,16 +279,19 @@ impl JitExecutable {
             helpers: self.helpers.as_ptr(),
             helpers_len: self.helpers.len() as u64,
             unwind_helper: self.unwind_helper.map_or(u64::MAX, |h| h as u64),
+            slow_ok: 0,
+            mem_lim: mem_limits(if writable { len as u64 } else { 0 }),
             error: None,
         };
         // SAFETY: functions[0] is the entry of code compiled with this
         // signature, alive as long as self.
         let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
         let out = entry(&mut ctx, ptr as u64, len as u64, 0, 0, 0, 0);
-        self.outcome(ctx, out)
+        self.outcome(&mut ctx, out)
     }
 
-    fn outcome(&self, mut ctx: RunCtx, out: Pair) -> Result<RunOutcome, ExecError> {
+    #[inline]
+    fn outcome(&self, ctx: &mut RunCtx, out: Pair) -> Result<RunOutcome, ExecError> {
         let pc = ctx.fault_pc as usize;
         match ctx.status {
             STATUS_OK => Ok(RunOutcome {

@@ -44,7 +44,18 @@ pub struct RunCtx {
     pub helpers: *const Option<HelperImpl>,
     pub helpers_len: u64,
     pub unwind_helper: u64,
+    /// Result of the last slow-path memory check (written by the
+    /// register-preserving trampoline, which cannot return a value).
+    pub slow_ok: u64,
+    /// `mem_lim[k]`: an access of `1 << k` bytes at input offset `o` is in
+    /// bounds iff `o < mem_lim[k]` (0 when the input is smaller).
+    pub mem_lim: [u64; 4],
     pub error: Option<ExecError>,
+}
+
+/// The `mem_lim` table for an input of `len` bytes.
+pub fn mem_limits(len: u64) -> [u64; 4] {
+    [1u64, 2, 4, 8].map(|size| (len + 1).saturating_sub(size))
 }
 
 /// Packs what an out-of-bounds message needs about the access.
@@ -54,10 +65,10 @@ pub fn fault_info(size: u8, store: bool, reg: u8, off: i16) -> u64 {
 
 /// Slow path of a checked access: regions other than the stack and input.
 /// Returns 1 when the access is allowed.
-pub extern "C" fn translate_slow(ctx: *mut RunCtx, addr: u64, size: u64, write: u64) -> u64 {
+pub extern "C" fn translate_slow(ctx: *mut RunCtx, addr: u64, size: u64, write: u64) {
     // SAFETY: compiled code passes the context of the run in progress.
-    let ctx = unsafe { &*ctx };
-    ctx.map.translate_extra(addr, size, write != 0).is_some() as u64
+    let ctx = unsafe { &mut *ctx };
+    ctx.slow_ok = ctx.map.translate_extra(addr, size, write != 0).is_some() as u64;
 }
 
 /// Zeroes a new call frame (its lowest address given).

@@ -35,7 +35,6 @@ mod off {
     pub const STACK_LO: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, stack_lo)) as i32;
     pub const STACK_LEN: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, stack_len)) as i32;
     pub const MEM_LO: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, mem_lo)) as i32;
-    pub const MEM_LEN: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, mem_len)) as i32;
     pub const STACK_TOP: i32 = offset_of!(RunCtx, stack_top) as i32;
     pub const STATUS: i32 = offset_of!(RunCtx, status) as i32;
     pub const FAULT_PC: i32 = offset_of!(RunCtx, fault_pc) as i32;
@@ -44,6 +43,10 @@ mod off {
     pub const DEPTH: i32 = offset_of!(RunCtx, depth) as i32;
     pub const BUDGET: i32 = offset_of!(RunCtx, budget) as i32;
     pub const FUNCTIONS: i32 = offset_of!(RunCtx, functions) as i32;
+    pub const SLOW_OK: i32 = offset_of!(RunCtx, slow_ok) as i32;
+    pub fn mem_lim(size: u8) -> i32 {
+        (offset_of!(RunCtx, mem_lim) + 8 * size.trailing_zeros() as usize) as i32
+    }
 }
 
 /// The signature shared by all compiled eBPF functions:
@@ -76,6 +79,8 @@ pub struct TranslateEnv<'a> {
     pub unwind_helper: Option<u32>,
     /// Index in `program.functions()` of each function start slot.
     pub function_index: &'a dyn Fn(usize) -> Option<usize>,
+    /// Address of the register-preserving slow-path stub.
+    pub slow_stub: u64,
 }
 
 /// Basic-block leaders of one function.
@@ -168,21 +173,23 @@ impl Translator<'_, '_> {
             .load(I64, MemFlagsData::trusted(), self.ctx, offset)
     }
 
+    /// A context field that holds one value for the whole of this
+    /// function's activation (input bounds, budget, this frame's stack
+    /// bounds: callees restore them before returning), so Cranelift may
+    /// reuse and hoist the load.
+    fn load_ctx_const(&mut self, offset: i32) -> Value {
+        self.b.ins().load(
+            I64,
+            MemFlagsData::trusted().with_readonly(),
+            self.ctx,
+            offset,
+        )
+    }
+
     fn store_ctx(&mut self, offset: i32, v: Value) {
         self.b
             .ins()
             .store(MemFlagsData::trusted(), v, self.ctx, offset);
-    }
-
-    /// `limit` such that `off <u limit` ⟺ `off + size <= len`.
-    fn limit(&mut self, len: Value, size: i64) -> Value {
-        let big_enough = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedGreaterThanOrEqual, len, size);
-        let lim = self.b.ins().iadd_imm_s(len, 1 - size);
-        let zero = self.c64(0);
-        self.b.ins().select(big_enough, lim, zero)
     }
 
     /// Address of a checked access of `size` bytes at `[base + off]`;
@@ -200,13 +207,12 @@ impl Translator<'_, '_> {
         self.b.set_cold_block(slow);
 
         // In the input or in the live stack frames? One branch for both.
-        let mem_lo = self.load_ctx(off::MEM_LO);
-        let mem_len = self.load_ctx(off::MEM_LEN);
+        let mem_lo = self.load_ctx_const(off::MEM_LO);
         let rel = self.b.ins().isub(addr, mem_lo);
-        let lim = self.limit(mem_len, size_i);
+        let lim = self.load_ctx_const(off::mem_lim(size));
         let in_mem = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, lim);
-        let stack_lo = self.load_ctx(off::STACK_LO);
-        let stack_len = self.load_ctx(off::STACK_LEN);
+        let stack_lo = self.load_ctx_const(off::STACK_LO);
+        let stack_len = self.load_ctx_const(off::STACK_LEN);
         let rel = self.b.ins().isub(addr, stack_lo);
         let lim = self.b.ins().iadd_imm_s(stack_len, 1 - size_i);
         let in_stack = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, lim);
@@ -215,18 +221,18 @@ impl Translator<'_, '_> {
         self.b.seal_block(slow);
 
         self.b.switch_to_block(slow);
-        let sig = self.b.import_signature(sig_of(self.call_conv, 4, true));
-        let f = self
-            .b
-            .ins()
-            .iconst(self.ptr_ty, runtime::translate_slow as *const () as i64);
+        let mut stub_sig = Signature::new(CallConv::PreserveAll);
+        for _ in 0..4 {
+            stub_sig.params.push(AbiParam::new(I64));
+        }
+        let sig = self.b.import_signature(stub_sig);
+        let f = self.b.ins().iconst(self.ptr_ty, self.env.slow_stub as i64);
         let size_v = self.c64(size_i);
         let write = self.c64(store as i64);
-        let call = self
-            .b
+        self.b
             .ins()
             .call_indirect(sig, f, &[self.ctx, addr, size_v, write]);
-        let ok = self.b.inst_results(call)[0];
+        let ok = self.load_ctx(off::SLOW_OK);
         let pcv = self.c64(pc as i64);
         let reg = base;
         let info = self.c64(runtime::fault_info(size, store, reg, off) as i64);
@@ -258,7 +264,7 @@ impl Translator<'_, '_> {
     /// Faults when the count is over budget; continues in a fresh block.
     fn budget_check(&mut self, pc: usize) {
         let cnt = self.b.use_var(self.count);
-        let budget = self.load_ctx(off::BUDGET);
+        let budget = self.load_ctx_const(off::BUDGET);
         let over = self.b.ins().icmp(IntCC::UnsignedGreaterThan, cnt, budget);
         let cont = self.b.create_block();
         let pcv = self.c64(pc as i64);
@@ -619,14 +625,13 @@ impl Translator<'_, '_> {
         } else {
             imm
         };
-        let mem_len = self.load_ctx(off::MEM_LEN);
-        let lim = self.limit(mem_len, size as i64);
+        let lim = self.load_ctx_const(off::mem_lim(size));
         let ok = self.b.ins().icmp(IntCC::UnsignedLessThan, off, lim);
         let cont = self.b.create_block();
         self.b.ins().brif(ok, cont, NOARGS, self.stop_block, NOARGS);
         self.b.seal_block(cont);
         self.b.switch_to_block(cont);
-        let mem_lo = self.load_ctx(off::MEM_LO);
+        let mem_lo = self.load_ctx_const(off::MEM_LO);
         let addr = self.b.ins().iadd(mem_lo, off);
         let fl = MemFlagsData::new().with_notrap();
         let v = match size {
@@ -704,8 +709,8 @@ impl Translator<'_, '_> {
         self.b.switch_to_block(cont);
         let d1 = self.b.ins().iadd_imm_s(depth, 1);
         self.store_ctx(off::DEPTH, d1);
-        let stack_lo = self.load_ctx(off::STACK_LO);
-        let stack_len = self.load_ctx(off::STACK_LEN);
+        let stack_lo = self.load_ctx_const(off::STACK_LO);
+        let stack_len = self.load_ctx_const(off::STACK_LEN);
         let new_lo = self.b.ins().iadd_imm_s(stack_lo, -FRAME);
         let new_len = self.b.ins().iadd_imm_s(stack_len, FRAME);
         self.store_ctx(off::STACK_LO, new_lo);
