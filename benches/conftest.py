@@ -78,5 +78,9 @@ def pytest_terminal_summary(
             "no timings in this run (benchmarks disabled or skipped): results were only checked"
         )
         return
-    for line in h.summary_lines(res):
+    lines = h.summary_lines(res)
+    jit_lines = h.jit_summary_lines(res)
+    if lines and jit_lines:
+        lines.append("")
+    for line in lines + jit_lines:
         terminalreporter.write_line(line)

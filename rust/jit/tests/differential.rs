@@ -68,7 +68,7 @@ fn compare(seed: u64) -> Option<String> {
     let sp = stack.as_mut_ptr() as *mut u8;
     // Every fourth program sees its input read-only: accesses then take
     // the slow path (regions other than the stack and writable input).
-    let writable = seed % 4 != 0;
+    let writable = !seed.is_multiple_of(4);
     let a =
         outcome(unsafe { interp.run_raw_with_stack(buf.as_mut_ptr(), buf.len(), writable, sp) });
     let m1 = buf.clone();
