@@ -1,8 +1,10 @@
 """Type stubs for the Rust extension module ``ebpfvm._core``."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
 from typing_extensions import Buffer
 
 MAX_PROGRAM_LEN: Final[int]
@@ -45,8 +47,20 @@ class Executable:
     def engine(self) -> str: ...
     @property
     def verified(self) -> bool: ...
+    @property
+    def compiled(self) -> bool: ...
+    @property
+    def code_size(self) -> int | None: ...
+    @property
+    def compile_time(self) -> float | None: ...
+    @property
+    def compile_error(self) -> str | None: ...
     def run(self, mem: Buffer | None = None) -> int: ...
     def run_counted(self, mem: Buffer | None = None) -> tuple[int, int]: ...
+    def run_batch(
+        self, records: Buffer | Iterable[Buffer], *, threads: int | None = None
+    ) -> npt.NDArray[np.uint64]: ...
+    def timeit(self, mem: Buffer | None = None, number: int = 1000) -> float: ...
 
 class Program:
     def __init__(self, code: Buffer, *, max_len: int = ...) -> None: ...
@@ -62,7 +76,7 @@ class Program:
     def disassemble(self) -> str: ...
     def load(
         self,
-        engine: str = "interpreter",
+        engine: str = "auto",
         verify: bool = False,
         helpers: Mapping[int, Any] | None = None,
         unwind_helper: int | None = None,
