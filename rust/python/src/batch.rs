@@ -26,7 +26,19 @@ struct Record {
 struct Records {
     items: Vec<Record>,
     _views: Vec<BufferView>,
+    _array: Option<ArrayView>,
     _bytes: Vec<Py<PyAny>>,
+}
+
+/// A held export of a whole array (boxed: with PyBUF_ND an exporter may
+/// point `shape` into the struct itself).
+struct ArrayView(Box<ffi::Py_buffer>);
+
+impl Drop for ArrayView {
+    fn drop(&mut self) {
+        // SAFETY: filled by a successful PyObject_GetBuffer; the GIL is held.
+        unsafe { ffi::PyBuffer_Release(&mut *self.0) };
+    }
 }
 
 /// A whole-array view with its shape, for the array form of `records`.
@@ -67,12 +79,7 @@ fn array_records(obj: &Bound<'_, PyAny>) -> PyResult<Option<Records>> {
     let ptr = view.buf as usize;
     let total = view.len as usize;
     let writable = view.readonly == 0;
-    let holder = BufferView {
-        ptr: ptr as *const u8,
-        len: total,
-        readonly: !writable,
-        view,
-    };
+    let holder = ArrayView(view);
     if ndim == 0 || (ndim == 1 && itemsize == 1) {
         return Err(pyo3::exceptions::PyTypeError::new_err(
             "run_batch needs many records: a 1-D byte buffer is a single record; pass a \
@@ -90,7 +97,8 @@ fn array_records(obj: &Bound<'_, PyAny>) -> PyResult<Option<Records>> {
         .collect();
     Ok(Some(Records {
         items,
-        _views: vec![holder],
+        _views: Vec::new(),
+        _array: Some(holder),
         _bytes: Vec::new(),
     }))
 }
@@ -128,8 +136,32 @@ fn sequence_records(obj: &Bound<'_, PyAny>) -> PyResult<Records> {
     Ok(Records {
         items,
         _views: views,
+        _array: None,
         _bytes: bytes,
     })
+}
+
+/// Records per thread below which `threads` is reduced.
+const MIN_RECORDS_PER_THREAD: usize = 256;
+
+/// `numpy.empty(n, numpy.uint64)`, with the function and dtype looked up
+/// once per process.
+fn new_u64_array(py: Python<'_>, n: usize) -> PyResult<Bound<'_, PyAny>> {
+    static EMPTY: pyo3::sync::PyOnceLock<(Py<PyAny>, Py<PyAny>)> = pyo3::sync::PyOnceLock::new();
+    let (empty, dtype) = EMPTY.get_or_try_init(py, || -> PyResult<_> {
+        let numpy = py.import("numpy").map_err(|e| {
+            let err = pyo3::exceptions::PyImportError::new_err(
+                "run_batch returns a NumPy array: install numpy",
+            );
+            err.set_cause(py, Some(e));
+            err
+        })?;
+        Ok((
+            numpy.getattr("empty")?.unbind(),
+            numpy.getattr("uint64")?.unbind(),
+        ))
+    })?;
+    empty.bind(py).call1((n, dtype.bind(py)))
 }
 
 pub fn run_batch<'py>(
@@ -143,24 +175,21 @@ pub fn run_batch<'py>(
         None => sequence_records(records)?,
     };
     let n = recs.items.len();
-    let numpy = py.import("numpy").map_err(|e| {
-        let err = pyo3::exceptions::PyImportError::new_err(
-            "run_batch returns a NumPy array: install numpy",
-        );
-        err.set_cause(py, Some(e));
-        err
-    })?;
-    let out = numpy.call_method1("zeros", (n, "uint64"))?;
+    let out = new_u64_array(py, n)?;
     let out_view = BufferView::get(&out)?;
     let out_ptr = out_view.ptr as usize;
-    let threads = threads.unwrap_or(1).clamp(1, n.max(1));
+    // A thread is only worth starting for a few hundred records.
+    let threads = threads
+        .unwrap_or(1)
+        .clamp(1, (n / MIN_RECORDS_PER_THREAD).max(1));
     let items = &recs.items;
     let engine = &exe.inner;
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<(usize, ExecError)>> = Mutex::new(None);
 
     let work = |range: std::ops::Range<usize>| {
-        let mut stack = vec![0u64; STACK_BYTES / 8];
+        // Each run zeroes the frames it uses; nothing reads the rest.
+        let mut stack = std::mem::MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
         let sp = stack.as_mut_ptr() as *mut u8;
         let mut scratch: Vec<u8> = Vec::new();
         for k in range {

@@ -1,5 +1,7 @@
 //! `ebpfvm.Executable`: running a loaded program on Python memory.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -17,21 +19,29 @@ pub struct PyExecutable {
     pub(crate) inner: Engine,
     /// Helper objects (and what C pointers point into) kept alive.
     _keepalive: Vec<Py<PyAny>>,
-    /// Whether a run can take long enough to be worth releasing the GIL:
-    /// straight-line code without calls finishes in nanoseconds.
-    release_gil: bool,
+    /// Whether a run *can* take long: only programs with loops, calls or
+    /// many instructions can; straight-line code finishes in nanoseconds.
+    may_run_long: bool,
+    /// Instructions executed by the latest run (u64::MAX before the first):
+    /// releasing and re-taking the GIL costs more than a short run, so it is
+    /// released only while runs of this program are long.
+    last_instructions: AtomicU64,
 }
+
+/// Runs longer than this many instructions release the GIL (a few
+/// microseconds in the interpreter).
+const GIL_RELEASE_INSTRUCTIONS: u64 = 2_000;
 
 impl PyExecutable {
     pub fn new(inner: Engine, keepalive: Vec<Py<PyAny>>) -> Self {
         let prog = inner.program();
         let insns = prog.insns();
-        let mut release_gil = insns.len() > 256;
+        let mut may_run_long = insns.len() > 256;
         for (pc, i) in insns.iter().enumerate() {
             let class = i.class();
             let is_jump = (class == 5 || class == 6) && i.opc != OP_EXIT;
             if i.opc & 0xf0 == 0x80 && class == 5 {
-                release_gil = true; // any call
+                may_run_long = true; // any call
             } else if is_jump {
                 let rel = if i.opc == 0x06 {
                     i.imm as i64
@@ -39,7 +49,7 @@ impl PyExecutable {
                     i.off as i64
                 };
                 if rel < 0 {
-                    release_gil = true; // a loop
+                    may_run_long = true; // a loop
                 }
             }
             let _ = pc;
@@ -47,7 +57,8 @@ impl PyExecutable {
         PyExecutable {
             inner,
             _keepalive: keepalive,
-            release_gil,
+            may_run_long,
+            last_instructions: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -61,9 +72,14 @@ impl PyExecutable {
         if let Ok(b) = obj.cast::<PyBytes>() {
             let src = b.as_bytes();
             if src.len() <= 1024 {
-                let mut buf = [0u8; 1024];
-                let buf = &mut buf[..src.len()];
-                buf.copy_from_slice(src);
+                let mut buf = std::mem::MaybeUninit::<[u8; 1024]>::uninit();
+                // SAFETY: the first src.len() bytes are initialised by the
+                // copy, and only they are used.
+                let buf = unsafe {
+                    let p = buf.as_mut_ptr() as *mut u8;
+                    std::ptr::copy_nonoverlapping(src.as_ptr(), p, src.len());
+                    std::slice::from_raw_parts_mut(p, src.len())
+                };
                 return self.run_slice(py, buf);
             }
             let mut v = src.to_vec();
@@ -106,13 +122,19 @@ impl PyExecutable {
         f: impl FnOnce(&Engine) -> Result<RunOutcome, ExecError> + Send,
     ) -> PyResult<RunOutcome> {
         let exe = &self.inner;
+        let release = self.may_run_long
+            && self.last_instructions.load(Ordering::Relaxed) > GIL_RELEASE_INSTRUCTIONS;
         let result = guard(py, || {
-            Ok(if self.release_gil {
+            Ok(if release {
                 py.detach(|| f(exe))
             } else {
                 f(exe)
             })
         })?;
+        if let Ok(o) = &result {
+            self.last_instructions
+                .store(o.instructions, Ordering::Relaxed);
+        }
         result.map_err(|e| exec_error(py, e))
     }
 }
@@ -232,7 +254,7 @@ impl PyExecutable {
 
 /// A held buffer export (released on drop, with the GIL held).
 pub(crate) struct BufferView {
-    pub(crate) view: Box<ffi::Py_buffer>,
+    pub(crate) view: ffi::Py_buffer,
     pub(crate) ptr: *const u8,
     pub(crate) len: usize,
     pub(crate) readonly: bool,
@@ -240,19 +262,21 @@ pub(crate) struct BufferView {
 
 impl BufferView {
     pub(crate) fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
+        // PyBUF_SIMPLE: contiguous bytes and no shape, so the struct holds no
+        // pointers into itself and may be moved.
+        let mut view: ffi::Py_buffer = unsafe { std::mem::zeroed() };
         // Ask for a writable contiguous view first, then a read-only one.
         let mut rc = unsafe {
             ffi::PyObject_GetBuffer(
                 obj.as_ptr(),
-                &mut *view,
-                ffi::PyBUF_WRITABLE | ffi::PyBUF_C_CONTIGUOUS,
+                &mut view,
+                ffi::PyBUF_WRITABLE,
             )
         };
         if rc != 0 {
             unsafe { ffi::PyErr_Clear() };
             rc = unsafe {
-                ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_C_CONTIGUOUS)
+                ffi::PyObject_GetBuffer(obj.as_ptr(), &mut view, ffi::PyBUF_SIMPLE)
             };
         }
         if rc != 0 {
@@ -284,6 +308,6 @@ impl Drop for BufferView {
     fn drop(&mut self) {
         // SAFETY: the view was filled by a successful PyObject_GetBuffer and
         // is released once; callers hold the GIL.
-        unsafe { ffi::PyBuffer_Release(&mut *self.view) };
+        unsafe { ffi::PyBuffer_Release(&mut self.view) };
     }
 }
