@@ -115,6 +115,49 @@ fn leaders(insns: &[Insn], f: BpfFunction) -> BTreeSet<usize> {
     set
 }
 
+/// For each block leader, the largest pc that can transfer control to it
+/// (a jump, or the last instruction of the block before it falling
+/// through); the function's entry also has the prologue as predecessor.
+fn last_predecessors(
+    insns: &[Insn],
+    f: BpfFunction,
+    starts: &[usize],
+) -> std::collections::BTreeMap<usize, usize> {
+    let mut last = std::collections::BTreeMap::new();
+    let mut note = |target: usize, from: usize| {
+        let e = last.entry(target).or_insert(0);
+        *e = (*e).max(from);
+    };
+    let mut pc = f.start;
+    while pc < f.end {
+        let i = insns[pc];
+        let next = pc + if i.is_lddw() { 2 } else { 1 };
+        let class = i.class();
+        let mut falls_through = true;
+        if class == CLS_JMP || class == CLS_JMP32 {
+            let op = i.opc & 0xf0;
+            if op == JMP_EXIT {
+                falls_through = false;
+            } else if op != JMP_CALL {
+                let rel = if i.opc == OP_JA32 {
+                    i.imm as i64
+                } else {
+                    i.off as i64
+                };
+                note((pc as i64 + 1 + rel) as usize, pc);
+                if op == JMP_JA {
+                    falls_through = false;
+                }
+            }
+        }
+        if falls_through && next < f.end && starts.binary_search(&next).is_ok() {
+            note(next, pc);
+        }
+        pc = next;
+    }
+    last
+}
+
 /// Number of instructions in `[start, end)`, an lddw counting once.
 fn count_insns(insns: &[Insn], start: usize, end: usize) -> i64 {
     let mut n = 0;
@@ -899,8 +942,28 @@ pub fn translate_function(
         ptr_ty: isa.pointer_type(),
     };
     let starts: Vec<usize> = leaders.iter().copied().collect();
+    // Seal each block as soon as its last predecessor has been translated:
+    // the SSA builder then resolves variables directly instead of adding
+    // parameters to every block and pruning them at the end, which made
+    // compile time grow faster than program size.
+    let last_pred = last_predecessors(insns, f, &starts);
+    let mut pending: std::collections::BTreeMap<usize, Vec<Block>> = Default::default();
+    for &l in &starts {
+        match last_pred.get(&l) {
+            Some(&pc) => pending.entry(pc).or_default().push(t.blocks[&l]),
+            // Reached only from the prologue, or not at all.
+            None => t.b.seal_block(t.blocks[&l]),
+        }
+    }
     for (k, &start) in starts.iter().enumerate() {
         let end = starts.get(k + 1).copied().unwrap_or(f.end);
+        // Blocks whose predecessors all come before `start`.
+        let ready: Vec<usize> = pending.range(..start).map(|(&pc, _)| pc).collect();
+        for pc in ready {
+            for blk in pending.remove(&pc).unwrap_or_default() {
+                t.b.seal_block(blk);
+            }
+        }
         let blk = t.blocks[&start];
         t.b.switch_to_block(blk);
         t.block(start, end);
