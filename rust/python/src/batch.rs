@@ -1,6 +1,6 @@
 //! `Executable.run_batch`: one program over many records, off the GIL.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use pyo3::ffi;
@@ -184,7 +184,9 @@ pub fn run_batch<'py>(
         .clamp(1, (n / MIN_RECORDS_PER_THREAD).max(1));
     let items = &recs.items;
     let engine = &exe.inner;
-    let failed = AtomicBool::new(false);
+    // The lowest failing record so far: threads skip records above it but
+    // finish those below, so the error reported is the first one.
+    let first_fail = AtomicUsize::new(usize::MAX);
     let first_error: Mutex<Option<(usize, ExecError)>> = Mutex::new(None);
 
     let work = |range: std::ops::Range<usize>| {
@@ -193,7 +195,7 @@ pub fn run_batch<'py>(
         let sp = stack.as_mut_ptr() as *mut u8;
         let mut scratch: Vec<u8> = Vec::new();
         for k in range {
-            if failed.load(Ordering::Relaxed) {
+            if k > first_fail.load(Ordering::Relaxed) {
                 return;
             }
             let r = items[k];
@@ -218,7 +220,7 @@ pub fn run_batch<'py>(
                 // SAFETY: out has n u64 slots; each index is written once.
                 Ok(o) => unsafe { *(out_ptr as *mut u64).add(k) = o.r0 },
                 Err(e) => {
-                    failed.store(true, Ordering::Relaxed);
+                    first_fail.fetch_min(k, Ordering::Relaxed);
                     let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
                     if slot.as_ref().is_none_or(|(i, _)| k < *i) {
                         *slot = Some((k, e));

@@ -70,6 +70,28 @@ fn with_attrs(
     }
 }
 
+/// An `ExecutionError` for a bad memory access made by a helper through
+/// its `VMMemory`; the instruction is filled in when it reaches `run`.
+pub fn helper_memory_error(py: Python<'_>, msg: String, kind: FaultKind) -> PyErr {
+    let none = py.None();
+    let kind = kind
+        .name()
+        .into_pyobject(py)
+        .map(|o| o.into_any().unbind())
+        .unwrap_or_else(|_| py.None());
+    let reason = msg
+        .clone()
+        .into_pyobject(py)
+        .map(|o| o.into_any().unbind())
+        .unwrap_or_else(|_| py.None());
+    with_attrs(
+        py,
+        py.get_type::<ExecutionError>(),
+        msg,
+        &[("pc", none), ("kind", kind), ("reason", reason)],
+    )
+}
+
 pub fn program_error(py: Python<'_>, e: &CoreProgramError) -> PyErr {
     let pc =
         e.pc.into_pyobject(py)
@@ -109,7 +131,27 @@ pub fn exec_error(py: Python<'_>, e: ExecError) -> PyErr {
     if e.kind == FaultKind::HelperAborted {
         if let Some(payload) = e.payload {
             match payload.downcast::<PyErr>() {
-                Ok(err) => return *err,
+                Ok(err) => {
+                    // An ExecutionError raised by the helper's VMMemory gets
+                    // the place of the call filled in; anything else passes
+                    // through unchanged.
+                    let value = err.value(py);
+                    if value.is_instance_of::<ExecutionError>()
+                        && value.getattr("pc").map(|v| v.is_none()).unwrap_or(true)
+                    {
+                        let _ = value.setattr("pc", e.pc);
+                        if value.getattr("kind").is_err() {
+                            let _ = value.setattr("kind", FaultKind::HelperFailed.name());
+                        }
+                        if value.getattr("reason").is_err() {
+                            let _ = value.setattr(
+                                "reason",
+                                value.str().map(|s| s.to_string()).unwrap_or_default(),
+                            );
+                        }
+                    }
+                    return *err;
+                }
                 Err(_) => {
                     return Error::new_err(format!("instruction {}: {}", e.pc, e.reason));
                 }

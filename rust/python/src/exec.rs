@@ -266,18 +266,11 @@ impl BufferView {
         // pointers into itself and may be moved.
         let mut view: ffi::Py_buffer = unsafe { std::mem::zeroed() };
         // Ask for a writable contiguous view first, then a read-only one.
-        let mut rc = unsafe {
-            ffi::PyObject_GetBuffer(
-                obj.as_ptr(),
-                &mut view,
-                ffi::PyBUF_WRITABLE,
-            )
-        };
+        let mut rc =
+            unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut view, ffi::PyBUF_WRITABLE) };
         if rc != 0 {
             unsafe { ffi::PyErr_Clear() };
-            rc = unsafe {
-                ffi::PyObject_GetBuffer(obj.as_ptr(), &mut view, ffi::PyBUF_SIMPLE)
-            };
+            rc = unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut view, ffi::PyBUF_SIMPLE) };
         }
         if rc != 0 {
             let cause = PyErr::fetch(obj.py());

@@ -10,8 +10,6 @@ use pyo3::types::PyBytes;
 
 use ebpfvm_core::helpers::{Helper, HelperError, HelperMemory, HelperRegistry, NativeFn};
 
-use crate::errors::ExecutionError;
-
 /// A Python callable run as a helper, with the GIL taken for the call.
 struct PyHelper {
     func: Py<PyAny>,
@@ -81,17 +79,30 @@ impl VMMemory {
     ) -> PyResult<T> {
         let p = self.mem.load(Ordering::SeqCst);
         if p == 0 {
-            return Err(ExecutionError::new_err(
-                "this VMMemory is no longer valid: it can only be used during the helper call it was passed to",
-            ));
+            return Err(Python::attach(|py| {
+                crate::errors::helper_memory_error(
+                    py,
+                    "this VMMemory is no longer valid: it can only be used during the helper call it was passed to".into(),
+                    ebpfvm_core::error::FaultKind::HelperFailed,
+                )
+            }));
         }
         // SAFETY: p points at the HelperMemory of the helper call in
         // progress on this thread (the GIL is held and the VM thread is
         // blocked in the helper); it is cleared before that call returns.
         let mem = unsafe { &mut *(p as *mut HelperMemory<'_>) };
-        f(mem).map_err(|e| match e {
-            HelperError::Fault(msg) => ExecutionError::new_err(msg),
-            HelperError::Abort(_) => ExecutionError::new_err("memory access aborted"),
+        f(mem).map_err(|e| {
+            let msg = match e {
+                HelperError::Fault(msg) => msg,
+                HelperError::Abort(_) => "memory access aborted".into(),
+            };
+            Python::attach(|py| {
+                crate::errors::helper_memory_error(
+                    py,
+                    msg,
+                    ebpfvm_core::error::FaultKind::OutOfBounds,
+                )
+            })
         })
     }
 }
