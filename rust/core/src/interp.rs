@@ -477,7 +477,7 @@ impl Executable {
         stack_top: u64,
         trace: &mut dyn FnMut(usize, &[u64; 11]),
     ) -> Result<RunOutcome, ExecError> {
-        #[derive(Clone, Copy, Default)]
+        #[derive(Clone, Copy)]
         struct Frame {
             ret: usize,
             /// r1-r9: callee-saved r6-r9, and r1-r5 too so that the caller
@@ -491,7 +491,8 @@ impl Executable {
         r[1] = mem;
         r[2] = mem_len;
         r[10] = stack_top;
-        let mut frames = [Frame::default(); MAX_CALL_FRAMES];
+        // Written when a call is made, read only when it returns.
+        let mut frames = [const { MaybeUninit::<Frame>::uninit() }; MAX_CALL_FRAMES];
         let mut depth = 0usize;
         let mut pc = 0usize;
         let mut block_start = 0usize;
@@ -781,11 +782,11 @@ impl Executable {
                             ),
                         ));
                     }
-                    frames[depth] = Frame {
+                    frames[depth].write(Frame {
                         ret: pc,
                         saved: [r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]],
                         fp: r[10],
-                    };
+                    });
                     depth += 1;
                     // A callee starts from a clean r0 and r6-r9 (the kernel
                     // treats them as uninitialised; compiled code too).
@@ -809,7 +810,9 @@ impl Executable {
                         });
                     }
                     depth -= 1;
-                    let f = frames[depth];
+                    // SAFETY: frames[depth] was written by the call that
+                    // made this depth live.
+                    let f = unsafe { frames[depth].assume_init() };
                     [r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]] = f.saved;
                     r[10] = f.fp;
                     map.stack_lo += FRAME;

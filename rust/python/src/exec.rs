@@ -26,6 +26,8 @@ pub struct PyExecutable {
     /// releasing and re-taking the GIL costs more than a short run, so it is
     /// released only while runs of this program are long.
     last_instructions: AtomicU64,
+    /// Whether the program calls helpers (which may run Python code).
+    calls_helpers: bool,
 }
 
 /// Runs longer than this many instructions release the GIL (a few
@@ -37,11 +39,13 @@ impl PyExecutable {
         let prog = inner.program();
         let insns = prog.insns();
         let mut may_run_long = insns.len() > 256;
+        let mut calls_helpers = false;
         for (pc, i) in insns.iter().enumerate() {
             let class = i.class();
             let is_jump = (class == 5 || class == 6) && i.opc != OP_EXIT;
             if i.opc & 0xf0 == 0x80 && class == 5 {
                 may_run_long = true; // any call
+                calls_helpers |= i.opc == 0x8d || i.src == 0;
             } else if is_jump {
                 let rel = if i.opc == 0x06 {
                     i.imm as i64
@@ -59,6 +63,7 @@ impl PyExecutable {
             _keepalive: keepalive,
             may_run_long,
             last_instructions: AtomicU64::new(u64::MAX),
+            calls_helpers,
         }
     }
 
@@ -85,6 +90,26 @@ impl PyExecutable {
             let mut v = src.to_vec();
             return self.run_slice(py, &mut v);
         }
+        // A bytearray during a short run without helper calls: no Python
+        // code can run (the GIL is held throughout), so nothing can resize
+        // it and its storage can be used without taking a buffer export.
+        if !self.calls_helpers && !self.releases_gil() {
+            if let Ok(ba) = obj.cast_exact::<pyo3::types::PyByteArray>() {
+                // SAFETY: see above; the pointer is valid while the GIL is held.
+                let (ptr, len) = (ba.data() as usize, ba.len());
+                return self.finish(py, |exe| unsafe {
+                    exe.run_raw(
+                        if len == 0 {
+                            std::ptr::null_mut()
+                        } else {
+                            ptr as *mut u8
+                        },
+                        len,
+                        true,
+                    )
+                });
+            }
+        }
         let view = BufferView::get(obj)?;
         if view.readonly {
             // SAFETY: the exporter guarantees buf..buf+len is readable
@@ -98,6 +123,12 @@ impl PyExecutable {
         let r = self.finish(py, |exe| unsafe { exe.run_raw(ptr as *mut u8, len, true) });
         drop(view);
         r
+    }
+
+    /// Whether the next run releases the GIL.
+    fn releases_gil(&self) -> bool {
+        self.may_run_long
+            && self.last_instructions.load(Ordering::Relaxed) > GIL_RELEASE_INSTRUCTIONS
     }
 
     fn run_slice(&self, py: Python<'_>, buf: &mut [u8]) -> PyResult<RunOutcome> {
@@ -122,8 +153,7 @@ impl PyExecutable {
         f: impl FnOnce(&Engine) -> Result<RunOutcome, ExecError> + Send,
     ) -> PyResult<RunOutcome> {
         let exe = &self.inner;
-        let release = self.may_run_long
-            && self.last_instructions.load(Ordering::Relaxed) > GIL_RELEASE_INSTRUCTIONS;
+        let release = self.releases_gil();
         let result = guard(py, || {
             Ok(if release {
                 py.detach(|| f(exe))
