@@ -362,6 +362,65 @@ pub fn check_load(program: &Program, opts: &LoadOptions) -> Result<(), ProgramEr
     Ok(())
 }
 
+/// What every engine offers: a run on raw memory with a given stack, and
+/// the conveniences built on it.
+pub trait Runner {
+    /// Runs with `[ptr, ptr+len)` as the input (r1 = `ptr`, r2 = `len`)
+    /// and a caller-provided stack of [`STACK_BYTES`] bytes (8-byte
+    /// aligned): runs at the same addresses are reproducible, which
+    /// differential testing needs when programs compute with pointers.
+    ///
+    /// # Safety
+    /// `[ptr, ptr+len)` must be valid for reads (and writes if `writable`)
+    /// for the whole run and not accessed concurrently in a conflicting
+    /// way; `stack` must be valid for writes of `STACK_BYTES` bytes and not
+    /// used elsewhere during the run.
+    unsafe fn run_raw_with_stack(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+        writable: bool,
+        stack: *mut u8,
+    ) -> Result<RunOutcome, ExecError>;
+
+    /// Runs on raw memory with a stack of its own.
+    ///
+    /// # Safety
+    /// As [`Runner::run_raw_with_stack`] for `ptr` and `len`.
+    unsafe fn run_raw(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+        writable: bool,
+    ) -> Result<RunOutcome, ExecError> {
+        let mut stack = MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
+        self.run_raw_with_stack(ptr, len, writable, stack.as_mut_ptr() as *mut u8)
+    }
+
+    /// Runs with `mem` as the input buffer; the program may modify it.
+    fn run(&self, mem: &mut [u8]) -> Result<RunOutcome, ExecError> {
+        let ptr = if mem.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            mem.as_mut_ptr()
+        };
+        // SAFETY: the slice is valid and exclusively borrowed for the run.
+        unsafe { self.run_raw(ptr, mem.len(), true) }
+    }
+}
+
+impl Runner for Executable {
+    unsafe fn run_raw_with_stack(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+        writable: bool,
+        stack: *mut u8,
+    ) -> Result<RunOutcome, ExecError> {
+        Executable::run_raw_with_stack(self, ptr, len, writable, stack)
+    }
+}
+
 /// The outcome of a successful run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunOutcome {
@@ -397,40 +456,10 @@ impl Executable {
         &self.program
     }
 
-    /// Runs with `mem` as the input buffer (r1 = its address, r2 = its
-    /// length); the program may modify it.
-    pub fn run(&self, mem: &mut [u8]) -> Result<RunOutcome, ExecError> {
-        let ptr = if mem.is_empty() {
-            std::ptr::null_mut()
-        } else {
-            mem.as_mut_ptr()
-        };
-        // SAFETY: the slice is valid and exclusively borrowed for the run.
-        unsafe { self.run_raw(ptr, mem.len(), true) }
-    }
-
-    /// Runs on raw memory.
+    /// See [`Runner::run_raw_with_stack`].
     ///
     /// # Safety
-    /// `[ptr, ptr+len)` must be valid for reads (and writes if `writable`) for
-    /// the whole run and not accessed concurrently in a conflicting way.
-    pub unsafe fn run_raw(
-        &self,
-        ptr: *mut u8,
-        len: usize,
-        writable: bool,
-    ) -> Result<RunOutcome, ExecError> {
-        let mut stack = MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
-        self.run_raw_with_stack(ptr, len, writable, stack.as_mut_ptr() as *mut u8)
-    }
-
-    /// Runs with a caller-provided stack of [`STACK_BYTES`] bytes (8-byte
-    /// aligned): runs at the same addresses are reproducible, which
-    /// differential testing needs when programs compute with pointers.
-    ///
-    /// # Safety
-    /// As [`Self::run_raw`], and `stack` must be valid for writes of
-    /// `STACK_BYTES` bytes and not used elsewhere during the run.
+    /// As for the trait method.
     pub unsafe fn run_raw_with_stack(
         &self,
         ptr: *mut u8,

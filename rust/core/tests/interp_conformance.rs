@@ -2,103 +2,19 @@
 //! bytecode (`bpf_conformance.assembled.json`), with the uBPF test helpers
 //! registered natively. The shared data must be present.
 
-use std::path::Path;
+mod support;
+
 use std::sync::Arc;
 
-use ebpfvm_core::helpers::{HelperError, HelperMemory, HelperRegistry};
-use ebpfvm_core::interp::{Executable, LoadOptions};
+use ebpfvm_core::interp::{Executable, Runner};
 use ebpfvm_core::program::Program;
-
-unsafe extern "C" fn gather_bytes(a: u64, b: u64, c: u64, d: u64, e: u64) -> u64 {
-    ((a & 0xff) << 32) | ((b & 0xff) << 24) | ((c & 0xff) << 16) | ((d & 0xff) << 8) | (e & 0xff)
-}
-unsafe extern "C" fn no_op(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
-    0
-}
-unsafe extern "C" fn sqrti(x: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
-    (x as f64).sqrt() as u64
-}
-unsafe extern "C" fn unwind(x: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
-    x
-}
-
-fn memfrob(m: &mut HelperMemory<'_>, a: [u64; 5]) -> Result<u64, HelperError> {
-    for b in m.slice_mut(a[0], a[1])? {
-        *b ^= 42;
-    }
-    Ok(0)
-}
-
-fn strcmp_ext(m: &mut HelperMemory<'_>, a: [u64; 5]) -> Result<u64, HelperError> {
-    let x = m.cstr(a[0], 4096)?.to_vec();
-    let y = m.cstr(a[1], 4096)?;
-    Ok(match x.as_slice().cmp(y) {
-        std::cmp::Ordering::Less => -1i64 as u64,
-        std::cmp::Ordering::Equal => 0,
-        std::cmp::Ordering::Greater => 1,
-    })
-}
-
-pub fn ubpf_helpers() -> HelperRegistry {
-    let mut r = HelperRegistry::new();
-    unsafe {
-        r.register_native(0, gather_bytes).unwrap();
-        r.register_native(2, no_op).unwrap();
-        r.register_native(3, sqrti).unwrap();
-        r.register_native(5, unwind).unwrap();
-    }
-    r.register(1, Arc::new(memfrob)).unwrap();
-    r.register(4, Arc::new(strcmp_ext)).unwrap();
-    r
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
-}
 
 #[test]
 fn all_bpf_conformance_programs_give_their_result() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/conformance/bpf_conformance.assembled.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{} is missing ({e}): the shared folder must sit beside the repository",
-            path.display()
-        )
+    support::check_all(|case, mem| {
+        let prog = Program::from_bytes(&case.code).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let exe = Executable::new(Arc::new(prog), support::ubpf_options())
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        exe.run(mem)
     });
-    let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
-    let tests = json["tests"].as_array().expect("tests array");
-    assert_eq!(tests.len(), 313);
-    let mut failures = Vec::new();
-    for t in tests {
-        let name = t["test"].as_str().expect("test name");
-        let code = hex(t["code"].as_str().expect("code"));
-        let mut mem = t["mem"].as_str().map(hex).unwrap_or_default();
-        let expected = match &t["result"] {
-            serde_json::Value::String(s) => {
-                u64::from_str_radix(s.trim_start_matches("0x"), 16).expect("result")
-            }
-            v => v.as_u64().expect("result"),
-        };
-        let prog = Arc::new(Program::from_bytes(&code).unwrap_or_else(|e| panic!("{name}: {e}")));
-        let opts = LoadOptions {
-            helpers: ubpf_helpers(),
-            unwind_helper: Some(5),
-            ..LoadOptions::default()
-        };
-        let exe = Executable::new(prog, opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-        match exe.run(&mut mem) {
-            Ok(o) if o.r0 == expected => {}
-            Ok(o) => failures.push(format!("{name}: got 0x{:x}, want 0x{expected:x}", o.r0)),
-            Err(e) => failures.push(format!("{name}: {e}")),
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
 }

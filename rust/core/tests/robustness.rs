@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ebpfvm_core::disasm::disassemble;
 use ebpfvm_core::gen::{random_memory, random_program, GenOptions};
 use ebpfvm_core::helpers::HelperRegistry;
-use ebpfvm_core::interp::{Executable, LoadOptions};
+use ebpfvm_core::interp::{Executable, LoadOptions, Runner};
 use ebpfvm_core::isa::{decode_all, encode_all, MAX_CALL_FRAMES};
 use ebpfvm_core::program::Program;
 use proptest::prelude::*;

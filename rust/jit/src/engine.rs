@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use ebpfvm_core::error::{ExecError, ProgramError};
-use ebpfvm_core::interp::{Executable, LoadOptions, RunOutcome};
+use ebpfvm_core::interp::{Executable, LoadOptions, RunOutcome, Runner};
 use ebpfvm_core::program::Program;
 
 use crate::JitExecutable;
@@ -152,25 +152,10 @@ impl Engine {
             _ => None,
         }
     }
+}
 
-    /// Runs on raw memory.
-    ///
-    /// # Safety
-    /// See [`Executable::run_raw`].
-    pub unsafe fn run_raw(
-        &self,
-        ptr: *mut u8,
-        len: usize,
-        writable: bool,
-    ) -> Result<RunOutcome, ExecError> {
-        let mut stack =
-            std::mem::MaybeUninit::<[u64; ebpfvm_core::interp::STACK_BYTES / 8]>::uninit();
-        self.run_raw_with_stack(ptr, len, writable, stack.as_mut_ptr() as *mut u8)
-    }
-
-    /// # Safety
-    /// See [`Executable::run_raw_with_stack`].
-    pub unsafe fn run_raw_with_stack(
+impl Runner for Engine {
+    unsafe fn run_raw_with_stack(
         &self,
         ptr: *mut u8,
         len: usize,

@@ -15,7 +15,6 @@ pub mod engine;
 mod runtime;
 mod translate;
 
-use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ use cranelift_frontend::FunctionBuilderContext;
 
 use ebpfvm_core::error::{ExecError, FaultKind, ProgramError};
 use ebpfvm_core::helpers::HelperImpl;
-use ebpfvm_core::interp::{check_load, LoadOptions, MemoryMap, RunOutcome, STACK_BYTES};
+use ebpfvm_core::interp::{check_load, LoadOptions, MemoryMap, RunOutcome, Runner, STACK_BYTES};
 use ebpfvm_core::isa::{MAX_CALL_FRAMES, STACK_FRAME_SIZE};
 use ebpfvm_core::program::Program;
 
@@ -226,37 +225,10 @@ impl JitExecutable {
         self.compile_time
     }
 
-    pub fn run(&self, mem: &mut [u8]) -> Result<RunOutcome, ExecError> {
-        let ptr = if mem.is_empty() {
-            std::ptr::null_mut()
-        } else {
-            mem.as_mut_ptr()
-        };
-        // SAFETY: the slice is valid and exclusively borrowed for the run.
-        unsafe { self.run_raw(ptr, mem.len(), true) }
-    }
-
-    /// Runs on raw memory.
+    /// See [`Runner::run_raw_with_stack`].
     ///
     /// # Safety
-    /// As for the interpreter: `[ptr, ptr+len)` must be valid (and writable
-    /// if `writable`) for the whole run.
-    pub unsafe fn run_raw(
-        &self,
-        ptr: *mut u8,
-        len: usize,
-        writable: bool,
-    ) -> Result<RunOutcome, ExecError> {
-        let mut stack = MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
-        self.run_raw_with_stack(ptr, len, writable, stack.as_mut_ptr() as *mut u8)
-    }
-
-    /// Runs with a caller-provided stack of [`STACK_BYTES`] bytes, as the
-    /// interpreter's method of the same name.
-    ///
-    /// # Safety
-    /// As [`Self::run_raw`], and `stack` must be valid for writes of
-    /// `STACK_BYTES` bytes and not used elsewhere during the run.
+    /// As for the trait method.
     pub unsafe fn run_raw_with_stack(
         &self,
         ptr: *mut u8,
@@ -345,5 +317,17 @@ impl JitExecutable {
                 ExecError::new(pc, FaultKind::Unreachable, "unknown JIT status")
             })),
         }
+    }
+}
+
+impl Runner for JitExecutable {
+    unsafe fn run_raw_with_stack(
+        &self,
+        ptr: *mut u8,
+        len: usize,
+        writable: bool,
+        stack: *mut u8,
+    ) -> Result<RunOutcome, ExecError> {
+        JitExecutable::run_raw_with_stack(self, ptr, len, writable, stack)
     }
 }

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use ebpfvm_core::error::ExecError;
-use ebpfvm_core::interp::STACK_BYTES;
+use ebpfvm_core::interp::{Runner, STACK_BYTES};
 
 use crate::errors::{exec_error, guard};
 use crate::exec::{BufferView, PyExecutable};

@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
 
 use ebpfvm_core::asm::AsmError;
 use ebpfvm_core::error::{ExecError, FaultKind, ProgramError as CoreProgramError};
@@ -50,6 +51,15 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// A value as a Python object for an exception attribute (None should the
+/// conversion fail, which it does not for the types used here).
+fn attr<'py, T: IntoPyObject<'py>>(py: Python<'py>, value: T) -> Py<PyAny> {
+    value
+        .into_bound_py_any(py)
+        .map(Bound::unbind)
+        .unwrap_or_else(|_| py.None())
+}
+
 /// Builds an exception instance of `ty` with attributes set.
 fn with_attrs(
     py: Python<'_>,
@@ -74,16 +84,8 @@ fn with_attrs(
 /// its `VMMemory`; the instruction is filled in when it reaches `run`.
 pub fn helper_memory_error(py: Python<'_>, msg: String, kind: FaultKind) -> PyErr {
     let none = py.None();
-    let kind = kind
-        .name()
-        .into_pyobject(py)
-        .map(|o| o.into_any().unbind())
-        .unwrap_or_else(|_| py.None());
-    let reason = msg
-        .clone()
-        .into_pyobject(py)
-        .map(|o| o.into_any().unbind())
-        .unwrap_or_else(|_| py.None());
+    let kind = attr(py, kind.name());
+    let reason = attr(py, msg.clone());
     with_attrs(
         py,
         py.get_type::<ExecutionError>(),
@@ -93,16 +95,8 @@ pub fn helper_memory_error(py: Python<'_>, msg: String, kind: FaultKind) -> PyEr
 }
 
 pub fn program_error(py: Python<'_>, e: &CoreProgramError) -> PyErr {
-    let pc =
-        e.pc.into_pyobject(py)
-            .map(|o| o.unbind())
-            .unwrap_or_else(|_| py.None());
-    let reason = e
-        .reason
-        .clone()
-        .into_pyobject(py)
-        .map(|o| o.into_any().unbind())
-        .unwrap_or_else(|_| py.None());
+    let pc = attr(py, e.pc);
+    let reason = attr(py, e.reason.clone());
     with_attrs(
         py,
         py.get_type::<ProgramError>(),
@@ -112,11 +106,7 @@ pub fn program_error(py: Python<'_>, e: &CoreProgramError) -> PyErr {
 }
 
 pub fn assembler_error(py: Python<'_>, e: &AsmError) -> PyErr {
-    let line = e
-        .line
-        .into_pyobject(py)
-        .map(|o| o.into_any().unbind())
-        .unwrap_or_else(|_| py.None());
+    let line = attr(py, e.line);
     with_attrs(
         py,
         py.get_type::<AssemblerError>(),
@@ -158,22 +148,9 @@ pub fn exec_error(py: Python<'_>, e: ExecError) -> PyErr {
             }
         }
     }
-    let pc =
-        e.pc.into_pyobject(py)
-            .map(|o| o.into_any().unbind())
-            .unwrap_or_else(|_| py.None());
-    let reason = e
-        .reason
-        .clone()
-        .into_pyobject(py)
-        .map(|o| o.into_any().unbind())
-        .unwrap_or_else(|_| py.None());
-    let kind = e
-        .kind
-        .name()
-        .into_pyobject(py)
-        .map(|o| o.into_any().unbind())
-        .unwrap_or_else(|_| py.None());
+    let pc = attr(py, e.pc);
+    let reason = attr(py, e.reason.clone());
+    let kind = attr(py, e.kind.name());
     with_attrs(
         py,
         py.get_type::<ExecutionError>(),

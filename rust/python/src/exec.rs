@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use ebpfvm_core::error::ExecError;
-use ebpfvm_core::interp::RunOutcome;
+use ebpfvm_core::interp::{RunOutcome, Runner};
 use ebpfvm_core::isa::OP_EXIT;
 use ebpfvm_jit::engine::{Engine, EngineKind};
 
