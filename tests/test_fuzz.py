@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import ebpfvm
 from conftest import CONFORMANCE
@@ -133,41 +135,59 @@ memories = st.one_of(st.none(), st.binary(max_size=128))
 # --- properties --------------------------------------------------------------
 
 
-@FUZZ
-@given(code=st.binary(max_size=300), mem=memories)
-def test_random_bytes(code: bytes, mem: bytes | None) -> None:
-    exercise(code, mem)
+def fuzz_properties(check: Callable[[bytes, bytes | None], None]) -> tuple[Any, ...]:
+    """The fuzz properties, each feeding its inputs to ``check``; a test module
+    binds them to ``test_*`` names (this one with the default engine, the JIT
+    module with the JIT)."""
+
+    @FUZZ
+    @given(code=st.binary(max_size=300), mem=memories)
+    def random_bytes(code: bytes, mem: bytes | None) -> None:
+        check(code, mem)
+
+    @FUZZ
+    @given(code=word_programs, mem=memories)
+    def random_whole_instructions(code: bytes, mem: bytes | None) -> None:
+        check(code, mem)
+
+    @FUZZ
+    @given(code=structured_programs, mem=memories)
+    def random_plausible_programs(code: bytes, mem: bytes | None) -> None:
+        check(code, mem)
+
+    @FUZZ
+    @given(data=st.data())
+    def bit_flipped_conformance_programs(data: st.DataObject) -> None:
+        code, mem = data.draw(st.sampled_from(CORPUS))
+        flips = data.draw(st.lists(st.integers(0, len(code) * 8 - 1), min_size=1, max_size=8))
+        mutated = bytearray(code)
+        for bit in flips:
+            mutated[bit // 8] ^= 1 << (bit % 8)
+        check(bytes(mutated), mem)
+
+    @FUZZ
+    @given(data=st.data())
+    def conformance_programs_on_random_memory(data: st.DataObject) -> None:
+        code, mem = data.draw(st.sampled_from(CORPUS))
+        random_mem = data.draw(st.one_of(st.none(), st.binary(max_size=2 * len(mem or b"") + 16)))
+        check(code, random_mem)
+
+    return (
+        random_bytes,
+        random_whole_instructions,
+        random_plausible_programs,
+        bit_flipped_conformance_programs,
+        conformance_programs_on_random_memory,
+    )
 
 
-@FUZZ
-@given(code=word_programs, mem=memories)
-def test_random_whole_instructions(code: bytes, mem: bytes | None) -> None:
-    exercise(code, mem)
-
-
-@FUZZ
-@given(code=structured_programs, mem=memories)
-def test_random_plausible_programs(code: bytes, mem: bytes | None) -> None:
-    exercise(code, mem)
-
-
-@FUZZ
-@given(data=st.data())
-def test_bit_flipped_conformance_programs(data: st.DataObject) -> None:
-    code, mem = data.draw(st.sampled_from(CORPUS))
-    flips = data.draw(st.lists(st.integers(0, len(code) * 8 - 1), min_size=1, max_size=8))
-    mutated = bytearray(code)
-    for bit in flips:
-        mutated[bit // 8] ^= 1 << (bit % 8)
-    exercise(bytes(mutated), mem)
-
-
-@FUZZ
-@given(data=st.data())
-def test_conformance_programs_on_random_memory(data: st.DataObject) -> None:
-    code, mem = data.draw(st.sampled_from(CORPUS))
-    random_mem = data.draw(st.one_of(st.none(), st.binary(max_size=2 * len(mem or b"") + 16)))
-    exercise(code, random_mem)
+(
+    test_random_bytes,
+    test_random_whole_instructions,
+    test_random_plausible_programs,
+    test_bit_flipped_conformance_programs,
+    test_conformance_programs_on_random_memory,
+) = fuzz_properties(exercise)
 
 
 @FUZZ

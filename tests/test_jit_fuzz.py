@@ -21,7 +21,7 @@ from ebpfvm.conformance import UBPF_TEST_HELPERS, UBPF_UNWIND_HELPER
 from engine_support import MISSING, NATIVE_WEIGHTED, U64_MASK
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fuzz import CORPUS, memories, structured_programs, word_programs
+from test_fuzz import fuzz_properties
 
 EXAMPLES = max(1, int(os.environ.get("EBPFVM_FUZZ_EXAMPLES", "300")) // 2)
 MAX_INSTRUCTIONS = 2_000
@@ -159,41 +159,13 @@ def exercise_jit(code: bytes, mem: bytes | None) -> None:
     )
 
 
-@FUZZ
-@given(code=st.binary(max_size=300), mem=memories)
-def test_jit_random_bytes(code: bytes, mem: bytes | None) -> None:
-    exercise_jit(code, mem)
-
-
-@FUZZ
-@given(code=word_programs, mem=memories)
-def test_jit_random_whole_instructions(code: bytes, mem: bytes | None) -> None:
-    exercise_jit(code, mem)
-
-
-@FUZZ
-@given(code=structured_programs, mem=memories)
-def test_jit_random_plausible_programs(code: bytes, mem: bytes | None) -> None:
-    exercise_jit(code, mem)
-
-
-@FUZZ
-@given(data=st.data())
-def test_jit_bit_flipped_conformance_programs(data: st.DataObject) -> None:
-    code, mem = data.draw(st.sampled_from(CORPUS))
-    flips = data.draw(st.lists(st.integers(0, len(code) * 8 - 1), min_size=1, max_size=8))
-    mutated = bytearray(code)
-    for bit in flips:
-        mutated[bit // 8] ^= 1 << (bit % 8)
-    exercise_jit(bytes(mutated), mem)
-
-
-@FUZZ
-@given(data=st.data())
-def test_jit_conformance_programs_on_random_memory(data: st.DataObject) -> None:
-    code, mem = data.draw(st.sampled_from(CORPUS))
-    random_mem = data.draw(st.one_of(st.none(), st.binary(max_size=2 * len(mem or b"") + 16)))
-    exercise_jit(code, random_mem)
+(
+    test_jit_random_bytes,
+    test_jit_random_whole_instructions,
+    test_jit_random_plausible_programs,
+    test_jit_bit_flipped_conformance_programs,
+    test_jit_conformance_programs_on_random_memory,
+) = fuzz_properties(exercise_jit)
 
 
 # ---------------------------------------------------------------------------
