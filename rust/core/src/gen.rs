@@ -173,6 +173,20 @@ impl Builder<'_> {
         if self.rng.chance(self.opts.wild_access_percent) {
             return (self.reg(), self.rng.below(64) as i16 - 32);
         }
+        if self.rng.chance(15) {
+            // A pointer derived from r10 (as compilers make for arrays on
+            // the stack), usually pointing into the frame.
+            let reg = self.reg();
+            let k = self.rng.below(STACK_FRAME_SIZE as u64) as i32 + 1;
+            self.out
+                .push(Insn::new(CLS_ALU64 | ALU_MOV | SRC_X, reg, FRAME_REG, 0, 0));
+            self.out.push(Insn::new(CLS_ALU64 | ALU_ADD, reg, 0, 0, -k));
+            let mut off = self.rng.below(k as u64 + 8) as i16 - size;
+            if aligned {
+                off -= (off - k as i16).rem_euclid(size);
+            }
+            return (reg, off);
+        }
         if mem_len >= size && self.rng.chance(50) {
             let mut off = self.rng.below((mem_len - size + 1) as u64) as i16;
             if aligned {

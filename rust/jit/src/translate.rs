@@ -158,6 +158,119 @@ fn last_predecessors(
     last
 }
 
+/// For r0-r9: `Some(k)` when the register is known to hold r10 + k.
+type FpFacts = [Option<i64>; 10];
+const UNKNOWN: FpFacts = [None; 10];
+
+/// Effect of one instruction on the stack provenance of registers. Only
+/// copies of r10 and constant additions keep a fact; any other write to a
+/// register forgets it. Calls keep r1-r9 (both engines restore them) but
+/// not r0.
+fn fp_transfer(facts: &mut FpFacts, i: &Insn) {
+    let dst = (i.dst as usize) % 10;
+    let fact_of = |facts: &FpFacts, r: u8| {
+        if r == FRAME_REG {
+            Some(0)
+        } else {
+            facts[(r as usize) % 10]
+        }
+    };
+    match i.class() {
+        CLS_ALU64 => {
+            let op = i.opc & 0xf0;
+            let x = i.opc & SRC_X != 0;
+            facts[dst] = match (op, x) {
+                (ALU_MOV, true) if i.off == 0 => fact_of(facts, i.src),
+                (ALU_ADD, false) => facts[dst].map(|k| k.wrapping_add(i.imm as i64)),
+                (ALU_SUB, false) => facts[dst].map(|k| k.wrapping_sub(i.imm as i64)),
+                _ => None,
+            };
+        }
+        CLS_ALU | CLS_LDX => facts[dst] = None,
+        CLS_LD => {
+            if i.is_lddw() {
+                facts[dst] = None;
+            } else {
+                facts[0] = None; // legacy packet loads write r0
+            }
+        }
+        CLS_STX if i.opc & 0xe0 == MODE_ATOMIC => {
+            if i.imm == ATOMIC_CMPXCHG {
+                facts[0] = None;
+            } else if i.imm & ATOMIC_FETCH != 0 {
+                facts[(i.src as usize) % 10] = None;
+            }
+        }
+        CLS_JMP if i.opc & 0xf0 == JMP_CALL => facts[0] = None,
+        _ => {}
+    }
+}
+
+/// Stack provenance at every block leader of `f`, by forward dataflow to a
+/// fixpoint (facts only ever get forgotten, so it ends quickly).
+fn fp_provenance(
+    insns: &[Insn],
+    f: BpfFunction,
+    leaders: &BTreeSet<usize>,
+) -> std::collections::BTreeMap<usize, FpFacts> {
+    let starts: Vec<usize> = leaders.iter().copied().collect();
+    let mut at: std::collections::BTreeMap<usize, FpFacts> = Default::default();
+    at.insert(f.start, UNKNOWN);
+    let mut work = vec![f.start];
+    while let Some(start) = work.pop() {
+        let k = starts.binary_search(&start).expect("leader");
+        let end = starts.get(k + 1).copied().unwrap_or(f.end);
+        let mut facts = at[&start];
+        let mut successors = Vec::with_capacity(2);
+        let mut pc = start;
+        let mut falls_through = true;
+        while pc < end {
+            let i = insns[pc];
+            let class = i.class();
+            if class == CLS_JMP || class == CLS_JMP32 {
+                let op = i.opc & 0xf0;
+                if op == JMP_EXIT {
+                    falls_through = false;
+                } else if op != JMP_CALL {
+                    let rel = if i.opc == OP_JA32 {
+                        i.imm as i64
+                    } else {
+                        i.off as i64
+                    };
+                    successors.push((pc as i64 + 1 + rel) as usize);
+                    if op == JMP_JA {
+                        falls_through = false;
+                    }
+                }
+            }
+            fp_transfer(&mut facts, &i);
+            pc += if i.is_lddw() { 2 } else { 1 };
+        }
+        if falls_through && end < f.end {
+            successors.push(end);
+        }
+        for succ in successors {
+            let merged = match at.get(&succ) {
+                None => facts,
+                Some(old) => {
+                    let mut m = *old;
+                    for r in 0..10 {
+                        if m[r] != facts[r] {
+                            m[r] = None;
+                        }
+                    }
+                    m
+                }
+            };
+            if at.get(&succ) != Some(&merged) {
+                at.insert(succ, merged);
+                work.push(succ);
+            }
+        }
+    }
+    at
+}
+
 /// Number of instructions in `[start, end)`, an lddw counting once.
 fn count_insns(insns: &[Insn], start: usize, end: usize) -> i64 {
     let mut n = 0;
@@ -186,6 +299,10 @@ struct Translator<'a, 'b> {
     propagate_block: Block,
     call_conv: CallConv,
     ptr_ty: Type,
+    /// Stack provenance of r0-r9 at the instruction being translated.
+    facts: FpFacts,
+    /// Provenance at each block leader.
+    block_facts: std::collections::BTreeMap<usize, FpFacts>,
 }
 
 impl Translator<'_, '_> {
@@ -241,9 +358,18 @@ impl Translator<'_, '_> {
         let b = self.reg(base);
         let addr = self.b.ins().iadd_imm_s(b, off as i64);
         let size_i = size as i64;
-        // Frame-pointer accesses inside the current frame need no check.
-        if base == FRAME_REG && off as i64 >= -FRAME && off as i64 + size_i <= 0 {
-            return addr;
+        // Accesses proven to lie inside the current frame (through r10, or a
+        // register known to hold r10 plus a constant) need no check.
+        let frame_offset = if base == FRAME_REG {
+            Some(0)
+        } else {
+            self.facts[(base as usize) % 10]
+        };
+        if let Some(k) = frame_offset {
+            let at = k as i128 + off as i128;
+            if at >= -(FRAME as i128) && at + size_i as i128 <= 0 {
+                return addr;
+            }
         }
         let cont = self.b.create_block();
         let slow = self.b.create_block();
@@ -794,6 +920,7 @@ impl Translator<'_, '_> {
 
     /// Translates the block starting at `start` (ending before `end`).
     fn block(&mut self, start: usize, end: usize) {
+        self.facts = self.block_facts.get(&start).copied().unwrap_or(UNKNOWN);
         let n = count_insns(self.insns, start, end);
         let cnt = self.b.use_var(self.count);
         let cnt = self.b.ins().iadd_imm_s(cnt, n);
@@ -852,6 +979,7 @@ impl Translator<'_, '_> {
                     }
                 }
             }
+            fp_transfer(&mut self.facts, &i);
             pc = next;
         }
         // Fall through into the next block.
@@ -940,6 +1068,8 @@ pub fn translate_function(
         propagate_block,
         call_conv,
         ptr_ty: isa.pointer_type(),
+        facts: UNKNOWN,
+        block_facts: fp_provenance(insns, f, &leaders),
     };
     let starts: Vec<usize> = leaders.iter().copied().collect();
     // Seal each block as soon as its last predecessor has been translated:
