@@ -83,6 +83,27 @@ pub struct TranslateEnv<'a> {
     pub slow_stub: u64,
 }
 
+/// Where control can go after instruction `i` at `pc`: the target of a
+/// jump (not of calls), and whether it can fall through to the next one.
+fn control_flow(i: &Insn, pc: usize) -> (Option<usize>, bool) {
+    let class = i.class();
+    if class != CLS_JMP && class != CLS_JMP32 {
+        return (None, true);
+    }
+    match i.opc & 0xf0 {
+        JMP_EXIT => (None, false),
+        JMP_CALL => (None, true),
+        op => {
+            let rel = if i.opc == OP_JA32 {
+                i.imm as i64
+            } else {
+                i.off as i64
+            };
+            (Some((pc as i64 + 1 + rel) as usize), op != JMP_JA)
+        }
+    }
+}
+
 /// Basic-block leaders of one function.
 fn leaders(insns: &[Insn], f: BpfFunction) -> BTreeSet<usize> {
     let mut set = BTreeSet::new();
@@ -132,23 +153,9 @@ fn last_predecessors(
     while pc < f.end {
         let i = insns[pc];
         let next = pc + if i.is_lddw() { 2 } else { 1 };
-        let class = i.class();
-        let mut falls_through = true;
-        if class == CLS_JMP || class == CLS_JMP32 {
-            let op = i.opc & 0xf0;
-            if op == JMP_EXIT {
-                falls_through = false;
-            } else if op != JMP_CALL {
-                let rel = if i.opc == OP_JA32 {
-                    i.imm as i64
-                } else {
-                    i.off as i64
-                };
-                note((pc as i64 + 1 + rel) as usize, pc);
-                if op == JMP_JA {
-                    falls_through = false;
-                }
-            }
+        let (target, falls_through) = control_flow(&i, pc);
+        if let Some(t) = target {
+            note(t, pc);
         }
         if falls_through && next < f.end && starts.binary_search(&next).is_ok() {
             note(next, pc);
@@ -226,23 +233,9 @@ fn fp_provenance(
         let mut falls_through = true;
         while pc < end {
             let i = insns[pc];
-            let class = i.class();
-            if class == CLS_JMP || class == CLS_JMP32 {
-                let op = i.opc & 0xf0;
-                if op == JMP_EXIT {
-                    falls_through = false;
-                } else if op != JMP_CALL {
-                    let rel = if i.opc == OP_JA32 {
-                        i.imm as i64
-                    } else {
-                        i.off as i64
-                    };
-                    successors.push((pc as i64 + 1 + rel) as usize);
-                    if op == JMP_JA {
-                        falls_through = false;
-                    }
-                }
-            }
+            let (target, falls) = control_flow(&i, pc);
+            successors.extend(target);
+            falls_through = falls;
             fp_transfer(&mut facts, &i);
             pc += if i.is_lddw() { 2 } else { 1 };
         }

@@ -95,19 +95,10 @@ impl PyExecutable {
         // it and its storage can be used without taking a buffer export.
         if !self.calls_helpers && !self.releases_gil() {
             if let Ok(ba) = obj.cast_exact::<pyo3::types::PyByteArray>() {
-                // SAFETY: see above; the pointer is valid while the GIL is held.
-                let (ptr, len) = (ba.data() as usize, ba.len());
-                return self.finish(py, |exe| unsafe {
-                    exe.run_raw(
-                        if len == 0 {
-                            std::ptr::null_mut()
-                        } else {
-                            ptr as *mut u8
-                        },
-                        len,
-                        true,
-                    )
-                });
+                // SAFETY: see above; the storage stays put while the GIL is
+                // held and nothing else uses it during the run.
+                let buf = unsafe { std::slice::from_raw_parts_mut(ba.data(), ba.len()) };
+                return self.run_slice(py, buf);
             }
         }
         let view = BufferView::get(obj)?;
