@@ -897,6 +897,38 @@ JIT_CALL_KINDS: Final[dict[str, str]] = {
     "bytes": "parse.c, bytes[74] (copied)",
     "bytearray": "parse.c, bytearray[74] (in place)",
 }
+
+
+def time_call(
+    benchmark: Any,
+    kind: str,
+    side: str,
+    fn: Callable[..., object],
+    args: tuple[object, ...],
+    label: str,
+    goal_ns: float | None,
+    results: Results,
+    settings: TimingSettings,
+) -> None:
+    """Times ``fn(*args)`` from Python as side ``side`` ("noop", "run" or
+    "jit") of argument kind ``kind``, and reports it next to the _noop
+    baseline of the same kind when that has been timed."""
+    benchmark.group = f"call-overhead-{kind}"
+    timing = measure(benchmark, call_loop(fn, *args), settings)
+    if timing is None:
+        return
+    results.calls[(kind, side)] = timing
+    info: dict[str, object] = {"ns_per_call": timing.median_ns, "call": label}
+    baseline = results.calls.get((kind, "noop"))
+    if side != "noop" and baseline is not None:
+        info["noop_ns_per_call"] = baseline.median_ns
+        info["overhead_ns"] = timing.median_ns - baseline.median_ns
+        info["ratio_to_noop"] = timing.median_ns / baseline.median_ns
+    if side != "noop" and goal_ns is not None:
+        info.update(goal_ns=goal_ns, goal_met=timing.median_ns < goal_ns)
+    benchmark.extra_info.update(info)
+
+
 #: Results.compile key of the generated program.
 GENERATED_KEY: Final = "generated"
 

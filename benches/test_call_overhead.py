@@ -55,18 +55,5 @@ def test_call_overhead(
     expected = 0 if side == "run" else None
     assert fn(*args) == expected
     assert len(PACKET) == 74
-    benchmark.group = f"call-overhead-{kind}"
-    timing = h.measure(benchmark, h.call_loop(fn, *args), timing_settings)
-    if timing is None:
-        return
-    results.calls[(kind, side)] = timing
-    info: dict[str, object] = {"ns_per_call": timing.median_ns, "argument": h.CALL_KINDS[kind]}
-    baseline = results.calls.get((kind, "noop"))
-    if side == "run" and baseline is not None:
-        info["noop_ns_per_call"] = baseline.median_ns
-        info["overhead_ns"] = timing.median_ns - baseline.median_ns
-        info["ratio_to_noop"] = timing.median_ns / baseline.median_ns
-    if side == "run" and kind == "empty":
-        info["goal_ns"] = h.GOAL_EMPTY_RUN_NS
-        info["goal_met"] = timing.median_ns < h.GOAL_EMPTY_RUN_NS
-    benchmark.extra_info.update(info)
+    goal = h.GOAL_EMPTY_RUN_NS if kind == "empty" else None
+    h.time_call(benchmark, kind, side, fn, args, h.CALL_KINDS[kind], goal, results, timing_settings)

@@ -35,9 +35,11 @@ from benches import _harness as h
 PACKET = h.read_input("parse")
 PARSE_RESULT = h.expected_result("parse")
 
-#: Why a _noop baseline is not timed twice (one text, so that pytest -ra
-#: shows one line for all of them).
-SKIP_NOOP = "_noop with this argument already timed in this run (test_call_overhead.py)"
+#: (kind, side) cases of test_jit_call: the JIT on every kind, and the _noop
+#: baseline only for kinds test_call_overhead.py does not already time.
+JIT_CALL_CASES = [(kind, "jit") for kind in h.JIT_CALL_KINDS] + [
+    (kind, "noop") for kind in h.JIT_CALL_KINDS if kind not in h.CALL_KINDS
+]
 
 
 @pytest.mark.parametrize("case", h.rust_cases(), ids=lambda case: case.id)
@@ -111,10 +113,10 @@ def _call_program(kind: str) -> tuple[bytes, tuple[bytes | bytearray, ...], int]
     raise ValueError(kind)
 
 
-# The _noop baseline of each kind runs first, so the JIT benchmark can report
-# its overhead in extra_info.
-@pytest.mark.parametrize("side", ["noop", "jit"])
-@pytest.mark.parametrize("kind", list(h.JIT_CALL_KINDS))
+# Baselines come from test_call_overhead.py (which runs first) or, for kinds
+# it lacks, from the "noop" cases here, listed after the JIT ones; a missing
+# baseline only leaves the overhead columns out.
+@pytest.mark.parametrize(("kind", "side"), sorted(JIT_CALL_CASES, key=lambda c: c[1] != "noop"))
 def test_jit_call(
     benchmark: Any,
     kind: str,
@@ -125,8 +127,6 @@ def test_jit_call(
     code, args, expected = _call_program(kind)
     fn: Callable[..., object]
     if side == "noop":
-        if (kind, "noop") in results.calls:
-            pytest.skip(SKIP_NOOP)
         fn = ebpfvm._core._noop
         assert fn(*args) is None
     else:
@@ -135,24 +135,14 @@ def test_jit_call(
         fn = exe.run
         assert fn(*args) == expected
     assert len(PACKET) == 74
-    benchmark.group = f"call-overhead-{kind}"
-    timing = h.measure(benchmark, h.call_loop(fn, *args), timing_settings)
-    if timing is None:
-        return
-    results.calls[(kind, side)] = timing
-    info: dict[str, object] = {"ns_per_call": timing.median_ns, "call": h.JIT_CALL_KINDS[kind]}
-    baseline = results.calls.get((kind, "noop"))
-    if side == "jit" and baseline is not None:
-        info["noop_ns_per_call"] = baseline.median_ns
-        info["overhead_ns"] = timing.median_ns - baseline.median_ns
     goal = {
         "empty": h.GOAL_EMPTY_RUN_NS,
         "bytes": h.GOAL_PARSE_RUN_NS,
         "bytearray": h.GOAL_PARSE_RUN_NS,
     }.get(kind)
-    if side == "jit" and goal is not None:
-        info.update(goal_ns=goal, goal_met=timing.median_ns < goal)
-    benchmark.extra_info.update(info)
+    h.time_call(
+        benchmark, kind, side, fn, args, h.JIT_CALL_KINDS[kind], goal, results, timing_settings
+    )
 
 
 # --------------------------------------------------------------------------
