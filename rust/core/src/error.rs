@@ -4,6 +4,9 @@
 use std::any::Any;
 use std::fmt;
 
+use crate::helpers::HelperError;
+use crate::isa::MAX_CALL_FRAMES;
+
 /// A program was rejected before running: bad encoding, bad register, bad
 /// jump, missing helper, size limits. `pc` is the offending slot when there is
 /// one.
@@ -96,6 +99,86 @@ impl ExecError {
             kind,
             reason: reason.into(),
             payload: None,
+        }
+    }
+}
+
+/// The faults both engines raise, worded once so that the interpreter and
+/// compiled code report them identically.
+impl ExecError {
+    /// An access of `size` bytes at `addr`, written `[r{reg}{off:+}]`;
+    /// `accessible` describes the regions the program may touch.
+    #[cold]
+    pub fn out_of_bounds(
+        pc: usize,
+        reg: u8,
+        off: i16,
+        addr: u64,
+        size: u64,
+        store: bool,
+        accessible: &str,
+    ) -> Self {
+        ExecError::new(
+            pc,
+            FaultKind::OutOfBounds,
+            format!(
+                "out of bounds memory {} of {size} bytes at 0x{addr:x} ([r{reg}{off:+}]); accessible: {accessible}",
+                if store { "store" } else { "load" },
+            ),
+        )
+    }
+
+    #[cold]
+    pub fn misaligned(pc: usize, addr: u64, size: u64) -> Self {
+        ExecError::new(
+            pc,
+            FaultKind::Misaligned,
+            format!("atomic operation on misaligned address 0x{addr:x} ({size}-byte access)"),
+        )
+    }
+
+    #[cold]
+    pub fn budget_exhausted(pc: usize, budget: u64) -> Self {
+        ExecError::new(
+            pc,
+            FaultKind::BudgetExhausted,
+            format!("instruction budget of {budget} exhausted (a loop that does not end?)"),
+        )
+    }
+
+    #[cold]
+    pub fn call_depth(pc: usize) -> Self {
+        ExecError::new(
+            pc,
+            FaultKind::CallDepth,
+            format!("BPF-to-BPF calls nested more than {MAX_CALL_FRAMES} frames deep"),
+        )
+    }
+
+    #[cold]
+    pub fn unknown_helper(pc: usize, id: u64) -> Self {
+        ExecError::new(
+            pc,
+            FaultKind::UnknownHelper,
+            format!("call to unregistered helper {id}"),
+        )
+    }
+
+    /// Helper `id`, called at `pc`, did not return a value.
+    #[cold]
+    pub fn from_helper(pc: usize, id: u64, e: HelperError) -> Self {
+        match e {
+            HelperError::Fault(msg) => ExecError::new(
+                pc,
+                FaultKind::HelperFailed,
+                format!("helper {id} failed: {msg}"),
+            ),
+            HelperError::Abort(payload) => ExecError {
+                pc,
+                kind: FaultKind::HelperAborted,
+                reason: format!("helper {id} aborted the program"),
+                payload: Some(payload),
+            },
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::{ExecError, FaultKind, ProgramError};
-use crate::helpers::{HelperError, HelperImpl, HelperMemory, HelperRegistry};
+use crate::helpers::{HelperImpl, HelperMemory, HelperRegistry};
 use crate::isa::*;
 use crate::program::Program;
 
@@ -274,21 +274,19 @@ impl MemoryMap {
 
     /// Bytes accessible from `addr` to the end of the region holding it.
     pub(crate) fn accessible_len(&self, addr: u64, write: bool) -> u64 {
-        let mut regions = vec![
-            Region {
-                lo: self.stack_lo,
-                len: self.stack_len,
-                writable: true,
-            },
-            Region {
-                lo: self.mem_lo,
-                len: self.mem_len,
-                writable: true,
-            },
-        ];
-        regions.extend_from_slice(&self.extra);
-        regions
+        let stack = Region {
+            lo: self.stack_lo,
+            len: self.stack_len,
+            writable: true,
+        };
+        let input = Region {
+            lo: self.mem_lo,
+            len: self.mem_len,
+            writable: true,
+        };
+        [stack, input]
             .iter()
+            .chain(&self.extra)
             .filter(|r| r.writable || !write)
             .find_map(|r| {
                 let o = addr.wrapping_sub(r.lo);
@@ -541,7 +539,7 @@ impl Executable {
         macro_rules! check_budget {
             ($from:expr) => {{
                 if executed > budget {
-                    return Err(budget_fault($from, budget));
+                    return Err(ExecError::budget_exhausted($from, budget));
                 }
             }};
         }
@@ -778,7 +776,7 @@ impl Executable {
                     let id = if s.op == Op::Call { s.imm } else { r[d] };
                     let helper = match self.helpers.get(id as usize) {
                         Some(Some(h)) => h,
-                        _ => return Err(unknown_helper(pc - 1, id)),
+                        _ => return Err(ExecError::unknown_helper(pc - 1, id)),
                     };
                     let args = [r[1], r[2], r[3], r[4], r[5]];
                     r[0] = match helper {
@@ -789,7 +787,7 @@ impl Executable {
                         HelperImpl::Dyn(h) => {
                             match h.call(&mut HelperMemory { map: &mut *map }, args) {
                                 Ok(v) => v,
-                                Err(e) => return Err(helper_fault(pc - 1, id, e)),
+                                Err(e) => return Err(ExecError::from_helper(pc - 1, id, e)),
                             }
                         }
                     };
@@ -803,13 +801,7 @@ impl Executable {
                 }
                 Op::CallLocal => {
                     if depth + 1 >= MAX_CALL_FRAMES {
-                        return Err(ExecError::new(
-                            pc - 1,
-                            FaultKind::CallDepth,
-                            format!(
-                                "BPF-to-BPF calls nested more than {MAX_CALL_FRAMES} frames deep"
-                            ),
-                        ));
+                        return Err(ExecError::call_depth(pc - 1));
                     }
                     frames[depth].write(Frame {
                         ret: pc,
@@ -861,53 +853,17 @@ impl Executable {
 }
 
 #[cold]
-fn budget_fault(pc: usize, budget: u64) -> ExecError {
-    ExecError::new(
-        pc,
-        FaultKind::BudgetExhausted,
-        format!("instruction budget of {budget} exhausted (a loop that does not end?)"),
-    )
-}
-
-#[cold]
-fn unknown_helper(pc: usize, id: u64) -> ExecError {
-    ExecError::new(
-        pc,
-        FaultKind::UnknownHelper,
-        format!("call to unregistered helper {id}"),
-    )
-}
-
-#[cold]
-fn helper_fault(pc: usize, id: u64, e: HelperError) -> ExecError {
-    match e {
-        HelperError::Fault(msg) => ExecError::new(
-            pc,
-            FaultKind::HelperFailed,
-            format!("helper {id} failed: {msg}"),
-        ),
-        HelperError::Abort(payload) => ExecError {
-            pc,
-            kind: FaultKind::HelperAborted,
-            reason: format!("helper {id} aborted the program"),
-            payload: Some(payload),
-        },
-    }
-}
-
-#[cold]
 #[inline(never)]
 fn oob(pc: usize, s: &Slot, addr: u64, size: usize, store: bool, map: &MemoryMap) -> ExecError {
     let reg = if store { s.dst } else { s.src };
-    ExecError::new(
+    ExecError::out_of_bounds(
         pc,
-        FaultKind::OutOfBounds,
-        format!(
-            "out of bounds memory {} of {size} bytes at 0x{addr:x} ([r{reg}{:+}]); accessible: {}",
-            if store { "store" } else { "load" },
-            s.off,
-            map.describe()
-        ),
+        reg,
+        s.off as i16,
+        addr,
+        size as u64,
+        store,
+        &map.describe(),
     )
 }
 
@@ -920,11 +876,7 @@ fn atomic(pc: usize, s: &Slot, r: &mut [u64; 16], map: &MemoryMap) -> Result<(),
         return Err(oob(pc, s, addr, size as usize, true, map));
     };
     if !addr.is_multiple_of(size) {
-        return Err(ExecError::new(
-            pc,
-            FaultKind::Misaligned,
-            format!("atomic operation on misaligned address 0x{addr:x} ({size}-byte access)"),
-        ));
+        return Err(ExecError::misaligned(pc, addr, size));
     }
     let src = (s.src & 15) as usize;
     let v = r[src];

@@ -161,6 +161,34 @@ impl Insn {
     pub fn is_lddw(&self) -> bool {
         self.opc == OP_LDDW
     }
+
+    /// Relative target of a jump (`off`, or `imm` for `ja32`); `None` for
+    /// everything else, calls and exit included.
+    pub fn jump_offset(&self) -> Option<i64> {
+        match self.class() {
+            CLS_JMP32 if self.opc == OP_JA32 => Some(self.imm as i64),
+            CLS_JMP | CLS_JMP32 => {
+                let op = self.opc & 0xf0;
+                (op != JMP_CALL && op != JMP_EXIT).then_some(self.off as i64)
+            }
+            _ => None,
+        }
+    }
+
+    /// Absolute target of a jump at `pc`.
+    pub fn jump_target(&self, pc: usize) -> Option<usize> {
+        self.jump_offset().map(|rel| (pc as i64 + 1 + rel) as usize)
+    }
+
+    /// `ja` or `ja32`.
+    pub fn is_unconditional_jump(&self) -> bool {
+        self.opc == OP_JA || self.opc == OP_JA32
+    }
+
+    /// Whether control can continue with the next instruction.
+    pub fn falls_through(&self) -> bool {
+        self.opc != OP_EXIT && !self.is_unconditional_jump()
+    }
 }
 
 /// Splits a byte string into instruction slots. The length must be a

@@ -110,6 +110,19 @@ impl Program {
         &self.helper_calls
     }
 
+    /// Whether any jump goes backwards (a loop, or a way to repeat code).
+    pub fn has_back_edges(&self) -> bool {
+        self.insns
+            .iter()
+            .enumerate()
+            .any(|(pc, i)| i.jump_target(pc).is_some_and(|t| t <= pc))
+    }
+
+    /// Whether the program calls helpers, statically or through `callx`.
+    pub fn calls_helpers(&self) -> bool {
+        !self.helper_calls.is_empty() || self.insns.iter().any(|i| i.opc == OP_CALLX)
+    }
+
     /// Map and object references made by `lddw` pseudo loads.
     pub fn object_refs(&self) -> &[ObjectRef] {
         &self.object_refs
@@ -230,12 +243,12 @@ impl Checker<'_> {
             let mut pc = f.start;
             while pc < f.end {
                 let insn = self.insns[pc];
-                if let Some(rel) = jump_offset(&insn) {
+                if let Some(rel) = insn.jump_offset() {
                     let t = self.target(pc, rel)?;
                     if t < f.start || t >= f.end {
                         return Err(ProgramError::at(pc, "jump out of bounds"));
                     }
-                    if t == pc && is_unconditional(&insn) {
+                    if t == pc && insn.is_unconditional_jump() {
                         return Err(ProgramError::at(pc, "infinite loop"));
                     }
                 }
@@ -247,7 +260,7 @@ impl Checker<'_> {
             } else {
                 Some(self.insns[f.end - 1])
             };
-            let ends_ok = last.is_some_and(|i| i.opc == OP_EXIT || is_unconditional(&i));
+            let ends_ok = last.is_some_and(|i| !i.falls_through());
             if !ends_ok {
                 return Err(ProgramError::at(
                     f.end - 1,
@@ -256,26 +269,6 @@ impl Checker<'_> {
             }
         }
         Ok(functions)
-    }
-}
-
-fn is_unconditional(insn: &Insn) -> bool {
-    insn.opc == OP_JA || insn.opc == OP_JA32
-}
-
-/// Relative target of a jump instruction (not calls or exit).
-fn jump_offset(insn: &Insn) -> Option<i64> {
-    match insn.class() {
-        CLS_JMP32 if insn.opc == OP_JA32 => Some(insn.imm as i64),
-        CLS_JMP | CLS_JMP32 => {
-            let op = insn.opc & 0xf0;
-            if op == JMP_CALL || op == JMP_EXIT {
-                None
-            } else {
-                Some(insn.off as i64)
-            }
-        }
-        _ => None,
     }
 }
 

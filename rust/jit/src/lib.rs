@@ -27,7 +27,7 @@ use cranelift_frontend::FunctionBuilderContext;
 use ebpfvm_core::error::{ExecError, FaultKind, ProgramError};
 use ebpfvm_core::helpers::HelperImpl;
 use ebpfvm_core::interp::{check_load, LoadOptions, MemoryMap, RunOutcome, Runner, STACK_BYTES};
-use ebpfvm_core::isa::{MAX_CALL_FRAMES, STACK_FRAME_SIZE};
+use ebpfvm_core::isa::STACK_FRAME_SIZE;
 use ebpfvm_core::program::Program;
 
 use runtime::*;
@@ -240,7 +240,6 @@ impl JitExecutable {
         std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
         let mut ctx = RunCtx {
             map: MemoryMap::new(top as u64, ptr as u64, len as u64, writable),
-            stack_top: top as u64,
             status: STATUS_OK,
             fault_pc: 0,
             fault_addr: 0,
@@ -276,43 +275,23 @@ impl JitExecutable {
             }),
             STATUS_OOB => {
                 let info = ctx.fault_info;
-                let size = info & 0xff;
-                let store = (info >> 8) & 1 == 1;
-                let reg = (info >> 16) & 0xff;
-                let off = (info >> 32) as u16 as i16;
-                Err(ExecError::new(
+                Err(ExecError::out_of_bounds(
                     pc,
-                    FaultKind::OutOfBounds,
-                    format!(
-                        "out of bounds memory {} of {size} bytes at 0x{:x} ([r{reg}{off:+}]); accessible: {}",
-                        if store { "store" } else { "load" },
-                        ctx.fault_addr,
-                        ctx.map.describe()
-                    ),
+                    (info >> 16) as u8,
+                    (info >> 32) as u16 as i16,
+                    ctx.fault_addr,
+                    info & 0xff,
+                    (info >> 8) & 1 == 1,
+                    &ctx.map.describe(),
                 ))
             }
-            STATUS_MISALIGNED => Err(ExecError::new(
+            STATUS_MISALIGNED => Err(ExecError::misaligned(
                 pc,
-                FaultKind::Misaligned,
-                format!(
-                    "atomic operation on misaligned address 0x{:x} ({}-byte access)",
-                    ctx.fault_addr,
-                    ctx.fault_info & 0xff
-                ),
+                ctx.fault_addr,
+                ctx.fault_info & 0xff,
             )),
-            STATUS_BUDGET => Err(ExecError::new(
-                pc,
-                FaultKind::BudgetExhausted,
-                format!(
-                    "instruction budget of {} exhausted (a loop that does not end?)",
-                    self.max_instructions
-                ),
-            )),
-            STATUS_CALL_DEPTH => Err(ExecError::new(
-                pc,
-                FaultKind::CallDepth,
-                format!("BPF-to-BPF calls nested more than {MAX_CALL_FRAMES} frames deep"),
-            )),
+            STATUS_BUDGET => Err(ExecError::budget_exhausted(pc, self.max_instructions)),
+            STATUS_CALL_DEPTH => Err(ExecError::call_depth(pc)),
             _ => Err(ctx.error.take().unwrap_or_else(|| {
                 ExecError::new(pc, FaultKind::Unreachable, "unknown JIT status")
             })),

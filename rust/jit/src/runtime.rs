@@ -5,7 +5,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ebpfvm_core::error::{ExecError, FaultKind};
-use ebpfvm_core::helpers::{HelperError, HelperImpl, HelperMemory};
+use ebpfvm_core::helpers::{HelperImpl, HelperMemory};
 use ebpfvm_core::interp::MemoryMap;
 use ebpfvm_core::isa::STACK_FRAME_SIZE;
 
@@ -29,7 +29,6 @@ pub const STATUS_ERROR: u64 = 6;
 #[repr(C)]
 pub struct RunCtx {
     pub map: MemoryMap,
-    pub stack_top: u64,
     pub status: u64,
     pub fault_pc: u64,
     pub fault_addr: u64,
@@ -102,30 +101,14 @@ pub extern "C" fn call_helper(
             None
         };
         let Some(helper) = helper else {
-            return Err(ExecError::new(
-                pc as usize,
-                FaultKind::UnknownHelper,
-                format!("call to unregistered helper {id}"),
-            ));
+            return Err(ExecError::unknown_helper(pc as usize, id));
         };
         match helper {
             // SAFETY: registered under register_native's contract.
             HelperImpl::Native(f) => Ok(unsafe { f(a1, a2, a3, a4, a5) }),
             HelperImpl::Dyn(h) => h
                 .call(&mut HelperMemory::new(&mut ctx.map), [a1, a2, a3, a4, a5])
-                .map_err(|e| match e {
-                    HelperError::Fault(msg) => ExecError::new(
-                        pc as usize,
-                        FaultKind::HelperFailed,
-                        format!("helper {id} failed: {msg}"),
-                    ),
-                    HelperError::Abort(payload) => ExecError {
-                        pc: pc as usize,
-                        kind: FaultKind::HelperAborted,
-                        reason: format!("helper {id} aborted the program"),
-                        payload: Some(payload),
-                    },
-                }),
+                .map_err(|e| ExecError::from_helper(pc as usize, id, e)),
         }
     }));
     let result = result.unwrap_or_else(|_| {

@@ -35,7 +35,6 @@ mod off {
     pub const STACK_LO: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, stack_lo)) as i32;
     pub const STACK_LEN: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, stack_len)) as i32;
     pub const MEM_LO: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, mem_lo)) as i32;
-    pub const STACK_TOP: i32 = offset_of!(RunCtx, stack_top) as i32;
     pub const STATUS: i32 = offset_of!(RunCtx, status) as i32;
     pub const FAULT_PC: i32 = offset_of!(RunCtx, fault_pc) as i32;
     pub const FAULT_ADDR: i32 = offset_of!(RunCtx, fault_addr) as i32;
@@ -83,27 +82,6 @@ pub struct TranslateEnv<'a> {
     pub slow_stub: u64,
 }
 
-/// Where control can go after instruction `i` at `pc`: the target of a
-/// jump (not of calls), and whether it can fall through to the next one.
-fn control_flow(i: &Insn, pc: usize) -> (Option<usize>, bool) {
-    let class = i.class();
-    if class != CLS_JMP && class != CLS_JMP32 {
-        return (None, true);
-    }
-    match i.opc & 0xf0 {
-        JMP_EXIT => (None, false),
-        JMP_CALL => (None, true),
-        op => {
-            let rel = if i.opc == OP_JA32 {
-                i.imm as i64
-            } else {
-                i.off as i64
-            };
-            (Some((pc as i64 + 1 + rel) as usize), op != JMP_JA)
-        }
-    }
-}
-
 /// Basic-block leaders of one function.
 fn leaders(insns: &[Insn], f: BpfFunction) -> BTreeSet<usize> {
     let mut set = BTreeSet::new();
@@ -112,23 +90,13 @@ fn leaders(insns: &[Insn], f: BpfFunction) -> BTreeSet<usize> {
     while pc < f.end {
         let i = insns[pc];
         let next = pc + if i.is_lddw() { 2 } else { 1 };
+        set.extend(i.jump_target(pc));
+        // Jumps, exits and calls end a block (calls, and legacy packet loads,
+        // so that counts at them and after a stop match the interpreter).
         let class = i.class();
-        if class == CLS_JMP || class == CLS_JMP32 {
-            let op = i.opc & 0xf0;
-            if op != JMP_CALL && op != JMP_EXIT {
-                let rel = if i.opc == OP_JA32 {
-                    i.imm as i64
-                } else {
-                    i.off as i64
-                };
-                set.insert((pc as i64 + 1 + rel) as usize);
-            }
-            // Jumps, exits and calls end a block (calls so that counts at
-            // the call and after a stop match the interpreter).
-            if next < f.end {
-                set.insert(next);
-            }
-        } else if class == CLS_LD && !i.is_lddw() && next < f.end {
+        let ends_block =
+            class == CLS_JMP || class == CLS_JMP32 || (class == CLS_LD && !i.is_lddw());
+        if ends_block && next < f.end {
             set.insert(next);
         }
         pc = next;
@@ -153,11 +121,10 @@ fn last_predecessors(
     while pc < f.end {
         let i = insns[pc];
         let next = pc + if i.is_lddw() { 2 } else { 1 };
-        let (target, falls_through) = control_flow(&i, pc);
-        if let Some(t) = target {
+        if let Some(t) = i.jump_target(pc) {
             note(t, pc);
         }
-        if falls_through && next < f.end && starts.binary_search(&next).is_ok() {
+        if i.falls_through() && next < f.end && starts.binary_search(&next).is_ok() {
             note(next, pc);
         }
         pc = next;
@@ -233,9 +200,8 @@ fn fp_provenance(
         let mut falls_through = true;
         while pc < end {
             let i = insns[pc];
-            let (target, falls) = control_flow(&i, pc);
-            successors.extend(target);
-            falls_through = falls;
+            successors.extend(i.jump_target(pc));
+            falls_through = i.falls_through();
             fp_transfer(&mut facts, &i);
             pc += if i.is_lddw() { 2 } else { 1 };
         }
@@ -1020,7 +986,6 @@ pub fn translate_function(
     // which keeps register pressure (and register allocation time) low.
     let stack_lo = b.ins().load(I64, fl, ctx, off::STACK_LO);
     let fp = b.ins().iadd_imm_s(stack_lo, FRAME);
-    let _ = off::STACK_TOP;
 
     let leaders = leaders(insns, f);
     let mut blocks = std::collections::BTreeMap::new();

@@ -8,7 +8,6 @@ use pyo3::types::PyBytes;
 
 use ebpfvm_core::error::ExecError;
 use ebpfvm_core::interp::{RunOutcome, Runner};
-use ebpfvm_core::isa::OP_EXIT;
 use ebpfvm_jit::engine::{Engine, EngineKind};
 
 use crate::errors::{exec_error, guard};
@@ -37,27 +36,11 @@ const GIL_RELEASE_INSTRUCTIONS: u64 = 2_000;
 impl PyExecutable {
     pub fn new(inner: Engine, keepalive: Vec<Py<PyAny>>) -> Self {
         let prog = inner.program();
-        let insns = prog.insns();
-        let mut may_run_long = insns.len() > 256;
-        let mut calls_helpers = false;
-        for (pc, i) in insns.iter().enumerate() {
-            let class = i.class();
-            let is_jump = (class == 5 || class == 6) && i.opc != OP_EXIT;
-            if i.opc & 0xf0 == 0x80 && class == 5 {
-                may_run_long = true; // any call
-                calls_helpers |= i.opc == 0x8d || i.src == 0;
-            } else if is_jump {
-                let rel = if i.opc == 0x06 {
-                    i.imm as i64
-                } else {
-                    i.off as i64
-                };
-                if rel < 0 {
-                    may_run_long = true; // a loop
-                }
-            }
-            let _ = pc;
-        }
+        let calls_helpers = prog.calls_helpers();
+        let may_run_long = prog.len() > 256
+            || prog.has_back_edges()
+            || calls_helpers
+            || prog.functions().len() > 1;
         PyExecutable {
             inner,
             _keepalive: keepalive,
