@@ -63,7 +63,8 @@ pub fn fault_info(size: u8, store: bool, reg: u8, off: i16) -> u64 {
 }
 
 /// Slow path of a checked access: regions other than the stack and input.
-/// Returns 1 when the access is allowed.
+/// Sets `slow_ok` to 1 when the access is allowed (called through the
+/// register-preserving stub, which cannot return a value).
 pub extern "C" fn translate_slow(ctx: *mut RunCtx, addr: u64, size: u64, write: u64) {
     // SAFETY: compiled code passes the context of the run in progress.
     let ctx = unsafe { &mut *ctx };
