@@ -415,7 +415,11 @@ impl Runner for Executable {
         writable: bool,
         stack: *mut u8,
     ) -> Result<RunOutcome, ExecError> {
-        Executable::run_raw_with_stack(self, ptr, len, writable, stack)
+        let top = stack.add(STACK_BYTES);
+        // Only live frames are reachable, and each is zeroed when entered.
+        std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
+        let mut map = MemoryMap::new(top as u64, ptr as u64, len as u64, writable);
+        self.execute::<false>(&mut map, ptr as u64, len as u64, top as u64, &mut |_, _| {})
     }
 }
 
@@ -452,24 +456,6 @@ impl Executable {
 
     pub fn program(&self) -> &Arc<Program> {
         &self.program
-    }
-
-    /// See [`Runner::run_raw_with_stack`].
-    ///
-    /// # Safety
-    /// As for the trait method.
-    pub unsafe fn run_raw_with_stack(
-        &self,
-        ptr: *mut u8,
-        len: usize,
-        writable: bool,
-        stack: *mut u8,
-    ) -> Result<RunOutcome, ExecError> {
-        let top = stack.add(STACK_BYTES);
-        // Only live frames are reachable, and each is zeroed when entered.
-        std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
-        let mut map = MemoryMap::new(top as u64, ptr as u64, len as u64, writable);
-        self.execute::<false>(&mut map, ptr as u64, len as u64, top as u64, &mut |_, _| {})
     }
 
     /// Runs like [`Self::run`], calling `trace(pc, registers)` before each

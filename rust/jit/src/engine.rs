@@ -51,7 +51,7 @@ impl AutoExecutable {
         }
     }
 
-    /// Whether the program has been compiled (or compilation failed).
+    /// Whether compiled code runs the program now.
     pub fn compiled(&self) -> bool {
         self.hot().is_some()
     }
@@ -63,7 +63,9 @@ impl AutoExecutable {
             _ => None,
         }
     }
+}
 
+impl Runner for AutoExecutable {
     unsafe fn run_raw_with_stack(
         &self,
         ptr: *mut u8,

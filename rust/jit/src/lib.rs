@@ -225,42 +225,6 @@ impl JitExecutable {
         self.compile_time
     }
 
-    /// See [`Runner::run_raw_with_stack`].
-    ///
-    /// # Safety
-    /// As for the trait method.
-    pub unsafe fn run_raw_with_stack(
-        &self,
-        ptr: *mut u8,
-        len: usize,
-        writable: bool,
-        stack: *mut u8,
-    ) -> Result<RunOutcome, ExecError> {
-        let top = stack.add(STACK_BYTES);
-        std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
-        let mut ctx = RunCtx {
-            map: MemoryMap::new(top as u64, ptr as u64, len as u64, writable),
-            status: STATUS_OK,
-            fault_pc: 0,
-            fault_addr: 0,
-            fault_info: 0,
-            depth: 0,
-            budget: self.max_instructions,
-            functions: self.functions.as_ptr(),
-            helpers: self.helpers.as_ptr(),
-            helpers_len: self.helpers.len() as u64,
-            unwind_helper: self.unwind_helper.map_or(u64::MAX, |h| h as u64),
-            slow_ok: 0,
-            mem_lim: mem_limits(if writable { len as u64 } else { 0 }),
-            error: None,
-        };
-        // SAFETY: functions[0] is the entry of code compiled with this
-        // signature, alive as long as self.
-        let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
-        let out = entry(&mut ctx, ptr as u64, len as u64, 0, 0, 0, 0);
-        self.outcome(&mut ctx, out)
-    }
-
     #[inline]
     fn outcome(&self, ctx: &mut RunCtx, out: Pair) -> Result<RunOutcome, ExecError> {
         let pc = ctx.fault_pc as usize;
@@ -307,6 +271,28 @@ impl Runner for JitExecutable {
         writable: bool,
         stack: *mut u8,
     ) -> Result<RunOutcome, ExecError> {
-        JitExecutable::run_raw_with_stack(self, ptr, len, writable, stack)
+        let top = stack.add(STACK_BYTES);
+        std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
+        let mut ctx = RunCtx {
+            map: MemoryMap::new(top as u64, ptr as u64, len as u64, writable),
+            status: STATUS_OK,
+            fault_pc: 0,
+            fault_addr: 0,
+            fault_info: 0,
+            depth: 0,
+            budget: self.max_instructions,
+            functions: self.functions.as_ptr(),
+            helpers: self.helpers.as_ptr(),
+            helpers_len: self.helpers.len() as u64,
+            unwind_helper: self.unwind_helper.map_or(u64::MAX, |h| h as u64),
+            slow_ok: 0,
+            mem_lim: mem_limits(if writable { len as u64 } else { 0 }),
+            error: None,
+        };
+        // SAFETY: functions[0] is the entry of code compiled with this
+        // signature, alive as long as self.
+        let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
+        let out = entry(&mut ctx, ptr as u64, len as u64, 0, 0, 0, 0);
+        self.outcome(&mut ctx, out)
     }
 }

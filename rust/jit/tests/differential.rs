@@ -11,7 +11,7 @@ use std::sync::Arc;
 use ebpfvm_core::disasm::disassemble;
 use ebpfvm_core::gen::{random_memory, random_program, GenOptions};
 use ebpfvm_core::helpers::{HelperError, HelperMemory, HelperRegistry};
-use ebpfvm_core::interp::{Executable, LoadOptions, RunOutcome, STACK_BYTES};
+use ebpfvm_core::interp::{Executable, LoadOptions, RunOutcome, Runner, STACK_BYTES};
 use ebpfvm_core::program::Program;
 use ebpfvm_jit::JitExecutable;
 
