@@ -11,4 +11,6 @@ pub mod gen;
 pub mod helpers;
 pub mod interp;
 pub mod isa;
+pub mod maps;
 pub mod program;
+pub mod progtype;
