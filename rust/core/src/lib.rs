@@ -5,12 +5,16 @@
 //! run in checked mode). See `DESIGN.md` at the repository root for the whole.
 
 pub mod asm;
+pub mod btf;
 pub mod disasm;
+pub mod elf;
 pub mod error;
 pub mod gen;
 pub mod helpers;
 pub mod interp;
 pub mod isa;
+pub mod kernel;
 pub mod maps;
 pub mod program;
 pub mod progtype;
+pub mod verifier;

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 pub mod cpu;
+// Map types (one file each) are declared below this line.
 
 /// `BPF_ANY`: create or update.
 pub const BPF_ANY: u64 = 0;
@@ -604,9 +605,15 @@ fn validate(def: &MapDef) -> Result<(), MapError> {
 
 /// The implementation for `def`, backed by the file at `pin` if given.
 fn new_impl(def: &MapDef, pin: Option<&Path>) -> Result<Box<dyn MapImpl>, MapError> {
-    let _ = pin;
-    Err(MapError::unsupported(format!(
-        "map type {} is not implemented",
-        def.map_type
-    )))
+    #[allow(clippy::match_single_binding)]
+    match def.map_type {
+        // One arm per map type.
+        _ => {
+            let _ = pin;
+            Err(MapError::unsupported(format!(
+                "map type {} is not supported by ebpfvm",
+                def.map_type
+            )))
+        }
+    }
 }

@@ -1,0 +1,1 @@
+//! BTF: the type information clang emits into `.BTF` and `.BTF.ext`.

@@ -1,0 +1,1 @@
+//! Loading ELF objects compiled with `clang -target bpf`, as libbpf does.

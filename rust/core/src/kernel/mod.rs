@@ -1,0 +1,1 @@
+//! What ebpfvm shares with the kernel ABI: helper ids and prototypes, program contexts.

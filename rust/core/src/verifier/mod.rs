@@ -1,0 +1,1 @@
+//! The verifier: proves programs safe by abstract interpretation.
