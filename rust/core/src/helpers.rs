@@ -149,6 +149,23 @@ impl<'a> HelperMemory<'a> {
         }
     }
 
+    /// The run's per-run state ([`crate::interp::RunSetup::state`]).
+    pub fn run_state(&self) -> usize {
+        self.map.state
+    }
+
+    /// The primary region `(lo, len)`: the input buffer or packet.
+    pub fn input(&self) -> (u64, u64) {
+        (self.map.mem_lo, self.map.mem_len)
+    }
+
+    /// Moves the primary region (packet head/tail adjustments). Engines
+    /// loaded with [`crate::interp::LoadOptions::input_may_move`] see the
+    /// change at once.
+    pub fn set_input(&mut self, lo: u64, len: u64) {
+        self.map.set_input(lo, len);
+    }
+
     /// Makes `len` bytes at `ptr` accessible to the program for the rest of
     /// this run (memory a helper hands out, such as a record it returns).
     ///

@@ -33,6 +33,9 @@ pub struct LoadOptions {
     pub unwind_helper: Option<u32>,
     /// Instructions one run may execute before it is stopped.
     pub max_instructions: u64,
+    /// Some helper may move the input region (`xdp_adjust_head`, ...), so
+    /// compiled code must re-read its bounds after helper calls.
+    pub input_may_move: bool,
 }
 
 impl Default for LoadOptions {
@@ -41,6 +44,7 @@ impl Default for LoadOptions {
             helpers: HelperRegistry::new(),
             unwind_helper: None,
             max_instructions: DEFAULT_MAX_INSTRUCTIONS,
+            input_may_move: false,
         }
     }
 }
@@ -207,11 +211,45 @@ struct Slot {
 }
 
 /// A memory region the program may access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    pub lo: u64,
+    pub len: u64,
+    pub writable: bool,
+}
+
+/// Everything a run starts from: the argument registers, the memory the
+/// program may touch besides its stack, and the per-run state helpers of
+/// the program's type consult (a packet's bounds, a pending tail call).
 #[derive(Clone, Copy, Debug)]
-struct Region {
-    lo: u64,
-    len: u64,
-    writable: bool,
+pub struct RunSetup<'a> {
+    pub r1: u64,
+    pub r2: u64,
+    /// The primary region (the input buffer, or a packet): `[lo, lo+len)`.
+    pub input_lo: u64,
+    pub input_len: u64,
+    pub input_writable: bool,
+    /// Further regions (a context structure, global data, array maps).
+    pub regions: &'a [Region],
+    /// Opaque per-run state for helpers, handed to them through
+    /// [`crate::helpers::HelperMemory::run_state`] (0 when there is none).
+    pub state: usize,
+}
+
+impl RunSetup<'static> {
+    /// The plain-memory setup: r1 = `ptr`, r2 = `len`, and that memory the
+    /// input.
+    pub fn memory(ptr: u64, len: u64, writable: bool) -> Self {
+        RunSetup {
+            r1: ptr,
+            r2: len,
+            input_lo: ptr,
+            input_len: len,
+            input_writable: writable,
+            regions: &[],
+            state: 0,
+        }
+    }
 }
 
 /// The address space of one run. `repr(C)` because compiled code reads and
@@ -226,6 +264,8 @@ pub struct MemoryMap {
     pub mem_len: u64,
     /// Anything else (read-only input, memory helpers hand out).
     extra: Vec<Region>,
+    /// The run's [`RunSetup::state`].
+    pub state: usize,
 }
 
 impl MemoryMap {
@@ -238,6 +278,7 @@ impl MemoryMap {
             mem_lo: 0,
             mem_len: 0,
             extra: Vec::new(),
+            state: 0,
         };
         if writable {
             map.mem_lo = mem;
@@ -246,6 +287,26 @@ impl MemoryMap {
             map.grant(mem, len, false);
         }
         map
+    }
+
+    /// The address space `setup` describes, with one live stack frame
+    /// below `stack_top`.
+    pub fn from_setup(stack_top: u64, setup: &RunSetup<'_>) -> Self {
+        let mut map = MemoryMap::new(
+            stack_top,
+            setup.input_lo,
+            setup.input_len,
+            setup.input_writable,
+        );
+        map.extra.extend(setup.regions.iter().filter(|r| r.len > 0));
+        map.state = setup.state;
+        map
+    }
+
+    /// Moves the primary region (a helper that grows or shrinks a packet).
+    pub fn set_input(&mut self, lo: u64, len: u64) {
+        self.mem_lo = lo;
+        self.mem_len = len;
     }
 
     #[inline(always)]
@@ -296,7 +357,9 @@ impl MemoryMap {
     }
 
     pub(crate) fn grant(&mut self, lo: u64, len: u64, writable: bool) {
-        if len > 0 {
+        // Helpers hand out the same memory again and again (a lookup in a
+        // loop): keep the list short.
+        if len > 0 && self.translate(lo, len, writable).is_none() {
             self.extra.push(Region { lo, len, writable });
         }
     }
@@ -363,23 +426,37 @@ pub fn check_load(program: &Program, opts: &LoadOptions) -> Result<(), ProgramEr
 /// What every engine offers: a run on raw memory with a given stack, and
 /// the conveniences built on it.
 pub trait Runner {
-    /// Runs with `[ptr, ptr+len)` as the input (r1 = `ptr`, r2 = `len`)
-    /// and a caller-provided stack of [`STACK_BYTES`] bytes (8-byte
-    /// aligned): runs at the same addresses are reproducible, which
-    /// differential testing needs when programs compute with pointers.
+    /// Runs from `setup` on a caller-provided stack of [`STACK_BYTES`]
+    /// bytes (8-byte aligned).
     ///
     /// # Safety
-    /// `[ptr, ptr+len)` must be valid for reads (and writes if `writable`)
-    /// for the whole run and not accessed concurrently in a conflicting
-    /// way; `stack` must be valid for writes of `STACK_BYTES` bytes and not
-    /// used elsewhere during the run.
+    /// Every region of `setup` must be valid for reads (and writes where
+    /// marked writable) for the whole run and not accessed concurrently in
+    /// a conflicting way; `setup.state` must be what the registered helpers
+    /// expect; `stack` must be valid for writes of `STACK_BYTES` bytes and
+    /// not used elsewhere during the run.
+    unsafe fn run_setup(
+        &self,
+        setup: &RunSetup<'_>,
+        stack: *mut u8,
+    ) -> Result<RunOutcome, ExecError>;
+
+    /// Runs with `[ptr, ptr+len)` as the input (r1 = `ptr`, r2 = `len`)
+    /// and a caller-provided stack: runs at the same addresses are
+    /// reproducible, which differential testing needs when programs
+    /// compute with pointers.
+    ///
+    /// # Safety
+    /// As [`Runner::run_setup`] for the input `[ptr, ptr+len)`.
     unsafe fn run_raw_with_stack(
         &self,
         ptr: *mut u8,
         len: usize,
         writable: bool,
         stack: *mut u8,
-    ) -> Result<RunOutcome, ExecError>;
+    ) -> Result<RunOutcome, ExecError> {
+        self.run_setup(&RunSetup::memory(ptr as u64, len as u64, writable), stack)
+    }
 
     /// Runs on raw memory with a stack of its own.
     ///
@@ -408,18 +485,16 @@ pub trait Runner {
 }
 
 impl Runner for Executable {
-    unsafe fn run_raw_with_stack(
+    unsafe fn run_setup(
         &self,
-        ptr: *mut u8,
-        len: usize,
-        writable: bool,
+        setup: &RunSetup<'_>,
         stack: *mut u8,
     ) -> Result<RunOutcome, ExecError> {
         let top = stack.add(STACK_BYTES);
         // Only live frames are reachable, and each is zeroed when entered.
         std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
-        let mut map = MemoryMap::new(top as u64, ptr as u64, len as u64, writable);
-        self.execute::<false>(&mut map, ptr as u64, len as u64, top as u64, &mut |_, _| {})
+        let mut map = MemoryMap::from_setup(top as u64, setup);
+        self.execute::<false>(&mut map, setup.r1, setup.r2, top as u64, &mut |_, _| {})
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use ebpfvm_core::error::{ExecError, ProgramError};
-use ebpfvm_core::interp::{Executable, LoadOptions, RunOutcome, Runner};
+use ebpfvm_core::interp::{Executable, LoadOptions, RunOutcome, RunSetup, Runner};
 use ebpfvm_core::program::Program;
 
 use crate::JitExecutable;
@@ -66,15 +66,13 @@ impl AutoExecutable {
 }
 
 impl Runner for AutoExecutable {
-    unsafe fn run_raw_with_stack(
+    unsafe fn run_setup(
         &self,
-        ptr: *mut u8,
-        len: usize,
-        writable: bool,
+        setup: &RunSetup<'_>,
         stack: *mut u8,
     ) -> Result<RunOutcome, ExecError> {
         if let Some(j) = self.hot() {
-            return j.run_raw_with_stack(ptr, len, writable, stack);
+            return j.run_setup(setup, stack);
         }
         let runs = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         if runs > AUTO_HOT_RUNS || self.instructions.load(Ordering::Relaxed) > AUTO_HOT_INSTRUCTIONS
@@ -85,10 +83,10 @@ impl Runner for AutoExecutable {
                 JitExecutable::compile(self.interp.program().clone(), self.opts.clone())
             });
             if let Ok(j) = jit {
-                return j.run_raw_with_stack(ptr, len, writable, stack);
+                return j.run_setup(setup, stack);
             }
         }
-        let out = self.interp.run_raw_with_stack(ptr, len, writable, stack);
+        let out = self.interp.run_setup(setup, stack);
         if let Ok(o) = &out {
             self.instructions
                 .fetch_add(o.instructions, Ordering::Relaxed);
@@ -157,17 +155,15 @@ impl Engine {
 }
 
 impl Runner for Engine {
-    unsafe fn run_raw_with_stack(
+    unsafe fn run_setup(
         &self,
-        ptr: *mut u8,
-        len: usize,
-        writable: bool,
+        setup: &RunSetup<'_>,
         stack: *mut u8,
     ) -> Result<RunOutcome, ExecError> {
         match self {
-            Engine::Interpreter(e) => e.run_raw_with_stack(ptr, len, writable, stack),
-            Engine::Jit(j) => j.run_raw_with_stack(ptr, len, writable, stack),
-            Engine::Auto(a) => a.run_raw_with_stack(ptr, len, writable, stack),
+            Engine::Interpreter(e) => e.run_setup(setup, stack),
+            Engine::Jit(j) => j.run_setup(setup, stack),
+            Engine::Auto(a) => a.run_setup(setup, stack),
         }
     }
 }

@@ -26,7 +26,9 @@ use cranelift_frontend::FunctionBuilderContext;
 
 use ebpfvm_core::error::{ExecError, FaultKind, ProgramError};
 use ebpfvm_core::helpers::HelperImpl;
-use ebpfvm_core::interp::{check_load, LoadOptions, MemoryMap, RunOutcome, Runner, STACK_BYTES};
+use ebpfvm_core::interp::{
+    check_load, LoadOptions, MemoryMap, RunOutcome, RunSetup, Runner, STACK_BYTES,
+};
 use ebpfvm_core::isa::STACK_FRAME_SIZE;
 use ebpfvm_core::program::Program;
 
@@ -157,6 +159,7 @@ impl JitExecutable {
             unwind_helper: opts.unwind_helper,
             function_index: &index_of,
             slow_stub,
+            input_may_move: opts.input_may_move,
         };
         let mut fctx = FunctionBuilderContext::new();
         let mut ctx = Context::new();
@@ -264,17 +267,17 @@ impl JitExecutable {
 }
 
 impl Runner for JitExecutable {
-    unsafe fn run_raw_with_stack(
+    unsafe fn run_setup(
         &self,
-        ptr: *mut u8,
-        len: usize,
-        writable: bool,
+        setup: &RunSetup<'_>,
         stack: *mut u8,
     ) -> Result<RunOutcome, ExecError> {
         let top = stack.add(STACK_BYTES);
         std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
+        let map = MemoryMap::from_setup(top as u64, setup);
         let mut ctx = RunCtx {
-            map: MemoryMap::new(top as u64, ptr as u64, len as u64, writable),
+            mem_lim: mem_limits(map.mem_len),
+            map,
             status: STATUS_OK,
             fault_pc: 0,
             fault_addr: 0,
@@ -286,13 +289,12 @@ impl Runner for JitExecutable {
             helpers_len: self.helpers.len() as u64,
             unwind_helper: self.unwind_helper.map_or(u64::MAX, |h| h as u64),
             slow_ok: 0,
-            mem_lim: mem_limits(if writable { len as u64 } else { 0 }),
             error: None,
         };
         // SAFETY: functions[0] is the entry of code compiled with this
         // signature, alive as long as self.
         let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
-        let out = entry(&mut ctx, ptr as u64, len as u64, 0, 0, 0, 0);
+        let out = entry(&mut ctx, setup.r1, setup.r2, 0, 0, 0, 0);
         self.outcome(&mut ctx, out)
     }
 }

@@ -107,9 +107,15 @@ pub extern "C" fn call_helper(
         match helper {
             // SAFETY: registered under register_native's contract.
             HelperImpl::Native(f) => Ok(unsafe { f(a1, a2, a3, a4, a5) }),
-            HelperImpl::Dyn(h) => h
-                .call(&mut HelperMemory::new(&mut ctx.map), [a1, a2, a3, a4, a5])
-                .map_err(|e| ExecError::from_helper(pc as usize, id, e)),
+            HelperImpl::Dyn(h) => {
+                let r = h
+                    .call(&mut HelperMemory::new(&mut ctx.map), [a1, a2, a3, a4, a5])
+                    .map_err(|e| ExecError::from_helper(pc as usize, id, e));
+                // The helper may have moved the input (a packet's head or
+                // tail adjusted).
+                ctx.mem_lim = mem_limits(ctx.map.mem_len);
+                r
+            }
         }
     }));
     let result = result.unwrap_or_else(|_| {

@@ -80,6 +80,9 @@ pub struct TranslateEnv<'a> {
     pub function_index: &'a dyn Fn(usize) -> Option<usize>,
     /// Address of the register-preserving slow-path stub.
     pub slow_stub: u64,
+    /// Helpers may move the input region: its bounds are re-read after
+    /// every helper call instead of being hoisted.
+    pub input_may_move: bool,
 }
 
 /// Basic-block leaders of one function.
@@ -305,6 +308,16 @@ impl Translator<'_, '_> {
         )
     }
 
+    /// The input's bounds: constant for the run unless a helper may move
+    /// the input.
+    fn load_input_bound(&mut self, offset: i32) -> Value {
+        if self.env.input_may_move {
+            self.load_ctx(offset)
+        } else {
+            self.load_ctx_const(offset)
+        }
+    }
+
     fn store_ctx(&mut self, offset: i32, v: Value) {
         self.b
             .ins()
@@ -335,9 +348,9 @@ impl Translator<'_, '_> {
         self.b.set_cold_block(slow);
 
         // In the input or in the live stack frames? One branch for both.
-        let mem_lo = self.load_ctx_const(off::MEM_LO);
+        let mem_lo = self.load_input_bound(off::MEM_LO);
         let rel = self.b.ins().isub(addr, mem_lo);
-        let lim = self.load_ctx_const(off::mem_lim(size));
+        let lim = self.load_input_bound(off::mem_lim(size));
         let in_mem = self.b.ins().icmp(IntCC::UnsignedLessThan, rel, lim);
         let stack_lo = self.load_ctx_const(off::STACK_LO);
         let stack_len = self.load_ctx_const(off::STACK_LEN);
@@ -753,13 +766,13 @@ impl Translator<'_, '_> {
         } else {
             imm
         };
-        let lim = self.load_ctx_const(off::mem_lim(size));
+        let lim = self.load_input_bound(off::mem_lim(size));
         let ok = self.b.ins().icmp(IntCC::UnsignedLessThan, off, lim);
         let cont = self.b.create_block();
         self.b.ins().brif(ok, cont, NOARGS, self.stop_block, NOARGS);
         self.b.seal_block(cont);
         self.b.switch_to_block(cont);
-        let mem_lo = self.load_ctx_const(off::MEM_LO);
+        let mem_lo = self.load_input_bound(off::MEM_LO);
         let addr = self.b.ins().iadd(mem_lo, off);
         let fl = MemFlagsData::new().with_notrap();
         let v = match size {

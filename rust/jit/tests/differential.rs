@@ -35,6 +35,7 @@ fn options() -> LoadOptions {
         helpers,
         unwind_helper: None,
         max_instructions: 5_000,
+        ..LoadOptions::default()
     }
 }
 

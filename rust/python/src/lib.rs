@@ -170,6 +170,7 @@ impl PyProgram {
             helpers: registry,
             unwind_helper,
             max_instructions: max_instructions.unwrap_or(interp::DEFAULT_MAX_INSTRUCTIONS),
+            ..interp::LoadOptions::default()
         };
         guard(py, || {
             let exe = ebpfvm_jit::engine::Engine::load(kind, self.inner.clone(), opts)
