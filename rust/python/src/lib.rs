@@ -5,6 +5,7 @@ mod batch;
 mod errors;
 mod exec;
 mod helpers;
+mod maps;
 
 use std::sync::Arc;
 
@@ -189,6 +190,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyProgram>()?;
     m.add_class::<exec::PyExecutable>()?;
     m.add_class::<helpers::VMMemory>()?;
+    maps::register(m)?;
     m.add("MAX_PROGRAM_LEN", program::DEFAULT_MAX_LEN)?;
     m.add("DEFAULT_MAX_INSTRUCTIONS", interp::DEFAULT_MAX_INSTRUCTIONS)?;
     m.add("STACK_FRAME_SIZE", ebpfvm_core::isa::STACK_FRAME_SIZE)?;
