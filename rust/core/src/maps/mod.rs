@@ -22,6 +22,19 @@ use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 pub mod cpu;
 // Map types (one file each) are declared below this line.
+pub mod array;
+pub mod hash;
+pub mod lru_hash;
+pub mod percpu_array;
+pub mod percpu_hash;
+mod region;
+pub mod array_of_maps;
+pub mod bloom_filter;
+pub mod hash_of_maps;
+pub mod prog_array;
+pub mod queue;
+pub mod reference_maps;
+pub mod stack;
 
 /// `BPF_ANY`: create or update.
 pub const BPF_ANY: u64 = 0;
@@ -372,6 +385,12 @@ pub trait MapImpl: Send + Sync {
     /// Bytes of memory the map holds (reported to users).
     fn memory_usage(&self) -> usize;
 
+    /// Virtual CPUs of a per-CPU map: fixed when it is created (a pinned
+    /// map keeps the count recorded in its file).
+    fn num_cpus(&self) -> usize {
+        cpu::num_cpus()
+    }
+
     /// Type-specific operations (ring buffer consumers, program arrays,
     /// maps of maps) are reached by downcasting.
     fn as_any(&self) -> &dyn Any;
@@ -503,7 +522,7 @@ impl Map {
 
     /// Virtual CPUs of a per-CPU map (fixed when it is created).
     pub fn num_cpus(&self) -> usize {
-        cpu::num_cpus()
+        self.imp.num_cpus()
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), MapError> {
@@ -608,6 +627,32 @@ fn new_impl(def: &MapDef, pin: Option<&Path>) -> Result<Box<dyn MapImpl>, MapErr
     #[allow(clippy::match_single_binding)]
     match def.map_type {
         // One arm per map type.
+        MapType::Array => Ok(Box::new(array::Array::open(def, pin)?)),
+        MapType::PercpuArray => Ok(Box::new(percpu_array::PercpuArray::open(def, pin)?)),
+        MapType::Hash => Ok(Box::new(hash::Hash::open(def, pin)?)),
+        MapType::PercpuHash => Ok(Box::new(percpu_hash::PercpuHash::open(def, pin)?)),
+        MapType::LruHash => Ok(Box::new(lru_hash::LruHash::open(def, pin)?)),
+        MapType::LruPercpuHash => Ok(Box::new(lru_hash::LruPercpuHash::open(def, pin)?)),
+        MapType::Queue => reference_maps::unpinned(pin, || queue::QueueMap::new(def)),
+        MapType::Stack => reference_maps::unpinned(pin, || stack::StackMap::new(def)),
+        MapType::BloomFilter => {
+            reference_maps::unpinned(pin, || bloom_filter::BloomFilter::new(def))
+        }
+        MapType::ProgArray => reference_maps::unpinned(pin, || prog_array::ProgArray::new(def)),
+        MapType::ArrayOfMaps => {
+            reference_maps::unpinned(pin, || array_of_maps::ArrayOfMaps::new(def))
+        }
+        MapType::HashOfMaps => reference_maps::unpinned(pin, || hash_of_maps::HashOfMaps::new(def)),
+        MapType::Devmap
+        | MapType::DevmapHash
+        | MapType::Cpumap
+        | MapType::Xskmap
+        | MapType::Sockmap
+        | MapType::Sockhash
+        | MapType::CgroupArray
+        | MapType::ReuseportSockarray => {
+            reference_maps::unpinned(pin, || reference_maps::ReferenceMap::new(def))
+        }
         _ => {
             let _ = pin;
             Err(MapError::unsupported(format!(
