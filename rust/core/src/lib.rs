@@ -17,4 +17,5 @@ pub mod kernel;
 pub mod maps;
 pub mod program;
 pub mod progtype;
+pub mod runtime;
 pub mod verifier;
