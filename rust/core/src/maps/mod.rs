@@ -34,6 +34,7 @@ pub mod hash_of_maps;
 pub mod prog_array;
 pub mod queue;
 pub mod reference_maps;
+pub mod ringbuf;
 pub mod stack;
 
 /// `BPF_ANY`: create or update.
@@ -643,6 +644,7 @@ fn new_impl(def: &MapDef, pin: Option<&Path>) -> Result<Box<dyn MapImpl>, MapErr
             reference_maps::unpinned(pin, || array_of_maps::ArrayOfMaps::new(def))
         }
         MapType::HashOfMaps => reference_maps::unpinned(pin, || hash_of_maps::HashOfMaps::new(def)),
+        MapType::Ringbuf => reference_maps::unpinned(pin, || ringbuf::RingBuf::new(def)),
         MapType::Devmap
         | MapType::DevmapHash
         | MapType::Cpumap
