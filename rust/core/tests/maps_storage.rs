@@ -567,13 +567,13 @@ fn concurrent_inserts_deletes_and_lookups_lose_nothing() {
                     map.update(&k32(key), &v64(key as u64), BPF_NOEXIST)
                         .unwrap();
                     // Churn: delete and re-insert every other key.
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         map.delete(&k32(key)).unwrap();
                         map.update(&k32(key), &v64(key as u64 * 2), BPF_NOEXIST)
                             .unwrap();
                     }
                     let seen = map.lookup(&k32(key)).unwrap();
-                    let want = if i % 2 == 0 {
+                    let want = if i.is_multiple_of(2) {
                         key as u64 * 2
                     } else {
                         key as u64
@@ -585,7 +585,7 @@ fn concurrent_inserts_deletes_and_lookups_lose_nothing() {
     });
     assert_eq!(map.len(), (THREADS * per_thread) as usize);
     for key in 0..THREADS * per_thread {
-        let want = if (key % per_thread) % 2 == 0 {
+        let want = if (key % per_thread).is_multiple_of(2) {
             key as u64 * 2
         } else {
             key as u64
