@@ -31,6 +31,8 @@ mod region;
 pub mod array_of_maps;
 pub mod bloom_filter;
 pub mod hash_of_maps;
+pub mod lpm_trie;
+pub mod perf_event_array;
 pub mod prog_array;
 pub mod queue;
 pub mod reference_maps;
@@ -645,6 +647,10 @@ fn new_impl(def: &MapDef, pin: Option<&Path>) -> Result<Box<dyn MapImpl>, MapErr
         }
         MapType::HashOfMaps => reference_maps::unpinned(pin, || hash_of_maps::HashOfMaps::new(def)),
         MapType::Ringbuf => reference_maps::unpinned(pin, || ringbuf::RingBuf::new(def)),
+        MapType::LpmTrie => reference_maps::unpinned(pin, || lpm_trie::LpmTrie::new(def)),
+        MapType::PerfEventArray => {
+            reference_maps::unpinned(pin, || perf_event_array::PerfEventArray::new(def))
+        }
         MapType::Devmap
         | MapType::DevmapHash
         | MapType::Cpumap
