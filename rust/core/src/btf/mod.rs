@@ -326,11 +326,15 @@ impl Btf {
         let kind_flag = info >> 31 != 0;
         let name = c_str(&self.strings, name_off, &format!(".BTF type {id}"))?;
         let at = |msg: String| BtfError(format!(".BTF type {id} at offset {start}: {msg}"));
-        // Every variable-length record is at least 4 bytes: refuse counts the
-        // remaining data cannot hold before allocating for them.
-        if vlen.saturating_mul(4) > r.remaining() {
+        // Refuse counts the remaining data cannot hold before allocating.
+        let record = match kind {
+            4 | 5 | 15 | 19 => 12,
+            6 | 13 => 8,
+            _ => 0,
+        };
+        if vlen.saturating_mul(record) > r.remaining() {
             return Err(at(format!(
-                "{vlen} entries do not fit in the {} bytes left",
+                "{vlen} entries of {record} bytes do not fit in the {} bytes left",
                 r.remaining()
             )));
         }
