@@ -641,8 +641,11 @@ fn concurrent_lru_churn_keeps_the_table_consistent() {
                         0 | 1 => map.update(&k32(key), &v64(key as u64), BPF_ANY).unwrap(),
                         2 => {
                             if let Some(p) = map.imp().lookup_ptr(&k32(key), 0) {
+                                // The slot may have been evicted and reused
+                                // since (as in the kernel), but it only ever
+                                // holds values this test wrote.
                                 let v = unsafe { p.as_ptr().cast::<u64>().read_volatile() };
-                                assert_eq!(v, key as u64);
+                                assert!(v < 512, "garbage value {v}");
                             }
                         }
                         _ => {
