@@ -31,6 +31,7 @@ mod region;
 pub mod array_of_maps;
 pub mod bloom_filter;
 pub mod hash_of_maps;
+pub mod local_storage;
 pub mod lpm_trie;
 pub mod perf_event_array;
 pub mod prog_array;
@@ -38,6 +39,7 @@ pub mod queue;
 pub mod reference_maps;
 pub mod ringbuf;
 pub mod stack;
+pub mod stack_trace;
 
 /// `BPF_ANY`: create or update.
 pub const BPF_ANY: u64 = 0;
@@ -616,7 +618,17 @@ impl Drop for Map {
 /// Checks a definition against what every map type requires.
 fn validate(def: &MapDef) -> Result<(), MapError> {
     let bad = |m: String| Err(MapError::Invalid(format!("map '{}': {m}", def.name)));
-    if def.max_entries == 0 && !matches!(def.map_type, MapType::PerfEventArray) {
+    // Storage owned by sockets, tasks, cgroups... has no size limit to give.
+    let unsized_storage = matches!(
+        def.map_type,
+        MapType::SkStorage
+            | MapType::InodeStorage
+            | MapType::TaskStorage
+            | MapType::CgrpStorage
+            | MapType::CgroupStorage
+            | MapType::PercpuCgroupStorage
+    );
+    if def.max_entries == 0 && def.map_type != MapType::PerfEventArray && !unsized_storage {
         return bad("max_entries must be positive".into());
     }
     if def.map_type.is_map_of_maps() && def.inner.is_none() {
@@ -627,7 +639,6 @@ fn validate(def: &MapDef) -> Result<(), MapError> {
 
 /// The implementation for `def`, backed by the file at `pin` if given.
 fn new_impl(def: &MapDef, pin: Option<&Path>) -> Result<Box<dyn MapImpl>, MapError> {
-    #[allow(clippy::match_single_binding)]
     match def.map_type {
         // One arm per map type.
         MapType::Array => Ok(Box::new(array::Array::open(def, pin)?)),
@@ -651,6 +662,21 @@ fn new_impl(def: &MapDef, pin: Option<&Path>) -> Result<Box<dyn MapImpl>, MapErr
         MapType::PerfEventArray => {
             reference_maps::unpinned(pin, || perf_event_array::PerfEventArray::new(def))
         }
+        MapType::StackTrace => {
+            reference_maps::unpinned(pin, || stack_trace::StackTraceMap::new(def))
+        }
+        MapType::SkStorage
+        | MapType::InodeStorage
+        | MapType::TaskStorage
+        | MapType::CgrpStorage => {
+            reference_maps::unpinned(pin, || local_storage::LocalStorage::new(def))
+        }
+        MapType::CgroupStorage | MapType::PercpuCgroupStorage => {
+            reference_maps::unpinned(pin, || local_storage::CgroupStorage::new(def))
+        }
+        MapType::StructOps | MapType::UserRingbuf | MapType::Arena => {
+            Err(reference_maps::unsupported_type(def.map_type))
+        }
         MapType::Devmap
         | MapType::DevmapHash
         | MapType::Cpumap
@@ -660,13 +686,6 @@ fn new_impl(def: &MapDef, pin: Option<&Path>) -> Result<Box<dyn MapImpl>, MapErr
         | MapType::CgroupArray
         | MapType::ReuseportSockarray => {
             reference_maps::unpinned(pin, || reference_maps::ReferenceMap::new(def))
-        }
-        _ => {
-            let _ = pin;
-            Err(MapError::unsupported(format!(
-                "map type {} is not supported by ebpfvm",
-                def.map_type
-            )))
         }
     }
 }

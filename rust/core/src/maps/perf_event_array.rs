@@ -91,7 +91,7 @@ impl PerfEventArray {
     /// pages, as libbpf's `perf_buffer__new` requires. Samples already
     /// buffered are kept.
     pub fn set_buffer_size(&self, bytes: usize) -> Result<(), MapError> {
-        if bytes == 0 || bytes % 4096 != 0 || !(bytes / 4096).is_power_of_two() {
+        if bytes == 0 || !bytes.is_multiple_of(4096) || !(bytes / 4096).is_power_of_two() {
             return Err(MapError::invalid(format!(
                 "perf buffer size must be a power-of-two number of 4096-byte pages, got {bytes}"
             )));

@@ -525,3 +525,20 @@ pub(crate) fn unpinned<T: MapImpl + 'static>(
     }
     Ok(Box::new(make()?))
 }
+
+/// Why a map type cannot exist in user space.
+pub(crate) fn unsupported_type(map_type: MapType) -> MapError {
+    let why = match map_type {
+        MapType::StructOps => {
+            "struct_ops maps replace kernel function tables (TCP congestion control, schedulers), which do not exist in user space"
+        }
+        MapType::UserRingbuf => {
+            "user ring buffers are drained by kernel-side bpf_user_ringbuf_drain callbacks; use a ringbuf or queue map instead"
+        }
+        MapType::Arena => {
+            "arena maps share pages between a program and user space through kernel page-fault handling that ebpfvm does not emulate"
+        }
+        _ => "this map type is not supported by ebpfvm",
+    };
+    MapError::unsupported(format!("map type {map_type}: {why}"))
+}

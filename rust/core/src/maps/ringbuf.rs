@@ -77,7 +77,7 @@ impl DoubleMapping {
         if fd < 0 {
             return Err(os_error("memfd_create"));
         }
-        let result = Self::map_twice(fd, size).map_err(|what| os_error(what));
+        let result = Self::map_twice(fd, size).map_err(os_error);
         // SAFETY: `fd` is ours; the mappings keep the memory alive.
         unsafe { libc::close(fd) };
         result
@@ -176,7 +176,7 @@ impl RingBuf {
         }
         let page = page_size();
         let size = def.max_entries as usize;
-        if !size.is_power_of_two() || size % page != 0 {
+        if !size.is_power_of_two() || !size.is_multiple_of(page) {
             return Err(def_error(
                 def,
                 format!(
@@ -294,7 +294,7 @@ impl RingBuf {
         let offset = (ptr.as_ptr() as u64)
             .checked_sub(self.data.base.as_ptr() as u64 + BPF_RINGBUF_HDR_SZ)
             .ok_or_else(forged)?;
-        if offset > self.mask || offset % 8 != 0 {
+        if offset > self.mask || !offset.is_multiple_of(8) {
             return Err(forged());
         }
         let (word, bit) = self.reserved_bit(offset);
