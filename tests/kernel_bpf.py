@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def _load_libbpf() -> ctypes.CDLL | None:
             "bpf_prog_test_run_opts": (ctypes.c_int, [ctypes.c_int, _c_void_p]),
             "libbpf_num_possible_cpus": (ctypes.c_int, []),
             "libbpf_set_print": (_c_void_p, [_c_void_p]),
+            "bpf_object__next_program": (_c_void_p, [_c_void_p, _c_void_p]),
+            "bpf_program__set_log_buf": (ctypes.c_int, [_c_void_p, _c_void_p, ctypes.c_size_t]),
+            "bpf_program__set_log_level": (ctypes.c_int, [_c_void_p, ctypes.c_uint32]),
         }
         try:
             for func, (restype, argtypes) in signatures.items():
@@ -250,3 +254,30 @@ class KernelObject:
             data_out.raw[: opts.data_size_out],
             ctx_out.raw[:ctx_out_size],
         )
+
+
+def kernel_verdict(path: Path) -> tuple[bool, str]:
+    """Loads the object's programs into the kernel with verifier log level 1:
+    (whether the kernel accepted them, the verifier's log)."""
+    assert _LIB is not None
+    obj = _LIB.bpf_object__open_file(str(path).encode(), None)
+    if not obj:
+        raise OSError(ctypes.get_errno(), f"libbpf cannot open {path}")
+    try:
+        log = ctypes.create_string_buffer(1 << 22)
+        prog = _LIB.bpf_object__next_program(obj, None)
+        assert prog, f"{path.name} has no program"
+        assert _LIB.bpf_program__set_log_buf(prog, log, len(log)) == 0
+        assert _LIB.bpf_program__set_log_level(prog, 1) == 0
+        err = _LIB.bpf_object__load(obj)
+        return err == 0, log.value.decode(errors="replace")
+    finally:
+        _LIB.bpf_object__close(obj)
+
+
+def failing_pc(log: str) -> int:
+    """The instruction a kernel verifier log stops at: the last one it shows."""
+    pcs = re.findall(r"^(\d+): \(", log, re.MULTILINE)
+    if not pcs:
+        raise ValueError(f"no instruction in the log:\n{log[-2000:]}")
+    return int(pcs[-1])

@@ -9,7 +9,11 @@ the fixed ones must be accepted and then behave as written.
 
 The failing instruction and its register are found in each compiled program
 here (not hard-coded), so the tests keep holding when a different clang lays
-the code out differently.
+the code out differently. Where the running kernel can be asked (see
+kernel_bpf.py), its verifier is the oracle too: it rejects the same
+programs at the same instructions. One difference is deliberate: a privileged
+kernel loader lets programs read uninitialised stack (uninit_stack.c loads as
+root), while ebpfvm, like the kernel's unprivileged verifier, refuses it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import ebpfvm
 import pytest
 from elf_packets import ETH_P_IP, IPPROTO_TCP, IPPROTO_UDP, ethernet, ipv4, ipv4_key, tcp, udp
 from engine_support import ENGINES
+from kernel_bpf import failing_pc, kernel_unavailable, kernel_verdict
 
 C_PROGRAMS = Path(__file__).resolve().parent / "c_programs"
 BUGS = ("packet_oob", "map_null", "uninit_stack", "unbounded_loop", "wrong_key_size")
@@ -106,6 +111,69 @@ def loop_body(code: list[Insn]) -> range:
 
 
 # --- unsafe programs are rejected where the bug is ---------------------------
+
+needs_kernel = pytest.mark.skipif(
+    kernel_unavailable() is not None, reason=f"no kernel oracle: {kernel_unavailable()}"
+)
+#: Bugs the kernel rejects even for a privileged loader.
+KERNEL_REJECTS = ("packet_oob", "map_null", "unbounded_loop", "wrong_key_size")
+
+
+def object_path(kind: str, bug: str) -> Path:
+    return C_PROGRAMS / kind / f"{bug}.o"
+
+
+def code_of(kind: str, bug: str) -> list[Insn]:
+    """The program's instructions straight from the ELF section (no loader)."""
+    data = object_path(kind, bug).read_bytes()
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names_at = headers[shstrndx][4]
+    for name_off, _type, flags, _addr, offset, size, *_ in headers:
+        name = data[names_at + name_off : data.index(b"\0", names_at + name_off)]
+        if name == b"xdp" and flags & 0x4:  # SHF_EXECINSTR
+            raw = data[offset : offset + size]
+            return [Insn(pc, raw[pc * 8 : pc * 8 + 8]) for pc in range(len(raw) // 8)]
+    raise AssertionError(f"{bug}.o has no xdp section")
+
+
+@needs_kernel
+@pytest.mark.parametrize("bug", KERNEL_REJECTS)
+def test_bug_sites_are_where_the_kernel_stops(bug: str) -> None:
+    """The expectations below are the kernel's: its verifier stops at the
+    instruction each site finder names (and inside the loop for the loop)."""
+    accepted, log = kernel_verdict(object_path("unsafe", bug))
+    assert not accepted, f"the kernel accepted unsafe/{bug}.o"
+    code = code_of("unsafe", bug)
+    if bug == "unbounded_loop":
+        assert failing_pc(log) in loop_body(code)
+    else:
+        pc, reg = BUG_SITES[bug](code)
+        assert failing_pc(log) == pc
+        # The lines after the failing instruction's are the kernel's reason.
+        reason = log.rsplit(f"\n{pc}: (", 1)[-1].split("\n", 1)[-1]
+        assert re.search(rf"\bR{reg}\b", reason), reason
+
+
+@needs_kernel
+@pytest.mark.parametrize("bug", BUGS)
+def test_kernel_accepts_fixed_twins(bug: str) -> None:
+    accepted, log = kernel_verdict(object_path("fixed", bug))
+    assert accepted, log[-3000:]
+
+
+@needs_kernel
+@pytest.mark.parametrize("bug", KERNEL_REJECTS)
+def test_rejected_where_the_kernel_rejects(bug: str) -> None:
+    _accepted, log = kernel_verdict(object_path("unsafe", bug))
+    _obj, prog = program("unsafe", bug)
+    with pytest.raises(ebpfvm.VerifierError) as info:
+        prog.verify()
+    if bug == "unbounded_loop":
+        assert info.value.pc in loop_body(insns(prog))
+    else:
+        assert info.value.pc == failing_pc(log)
 
 
 @pytest.mark.parametrize("bug", sorted(BUG_SITES))
