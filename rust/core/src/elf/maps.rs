@@ -77,11 +77,13 @@ pub(super) fn build(
         by_data_section: HashMap::new(),
         kconfig: HashMap::new(),
     };
+    let mut links = Vec::new();
     for (i, s) in elf.sections.iter().enumerate() {
         if s.name == "maps" || s.name.starts_with("maps/") {
-            legacy_maps(elf, i, &mut table)?;
+            legacy_maps(elf, i, &mut table, &mut links)?;
         }
     }
+    link_legacy_inner_maps(&mut table, &links);
     if let Some(i) = elf.section_index(".maps") {
         let btf = btf
             .ok_or_else(|| ElfError::new("section .maps needs BTF, but the object has no .BTF"))?;
@@ -127,7 +129,21 @@ fn u32_at(data: &[u8], off: usize) -> u32 {
 /// Legacy definitions: every map symbol of the section names one record;
 /// the record size is the section size divided by the number of symbols,
 /// as libbpf and iproute2 compute it.
-fn legacy_maps(elf: &Elf<'_>, index: usize, table: &mut MapTable) -> Result<(), ElfError> {
+/// How a legacy record names other maps: iproute2's `id` and `inner_id`,
+/// or `bpf_load_map_def`'s `inner_map_idx`.
+struct LegacyLink {
+    spec: usize,
+    id: u32,
+    inner_id: u32,
+    inner_idx: Option<u32>,
+}
+
+fn legacy_maps(
+    elf: &Elf<'_>,
+    index: usize,
+    table: &mut MapTable,
+    links: &mut Vec<LegacyLink>,
+) -> Result<(), ElfError> {
     let sec = &elf.sections[index];
     let syms = section_symbols(elf, index);
     if syms.is_empty() {
@@ -149,9 +165,6 @@ fn legacy_maps(elf: &Elf<'_>, index: usize, table: &mut MapTable) -> Result<(), 
         )));
     }
     let rec = sec.data.len() / n;
-    let first = table.specs.len();
-    // (iproute2 id, inner id) for bpf_elf_map records; inner_map_idx otherwise.
-    let mut links = Vec::with_capacity(n);
     for sym in &syms {
         let off = sym.value as usize;
         if sym.value % 4 != 0 || off.checked_add(rec).is_none_or(|e| e > sec.data.len()) {
@@ -179,37 +192,49 @@ fn legacy_maps(elf: &Elf<'_>, index: usize, table: &mut MapTable) -> Result<(), 
                 2 => Pinning::GlobalNs,
                 p => Pinning::Other(p),
             };
-            links.push((field(5), field(7), None));
+            links.push(LegacyLink {
+                spec: table.specs.len(),
+                id: field(5),
+                inner_id: field(7),
+                inner_idx: None,
+            });
         } else if rec >= 28 {
             // struct bpf_load_map_def: inner_map_idx, numa_node.
             spec.numa_node = field(6);
-            links.push((0, 0, Some(field(5))));
-        } else {
-            links.push((0, 0, None));
+            links.push(LegacyLink {
+                spec: table.specs.len(),
+                id: 0,
+                inner_id: 0,
+                inner_idx: Some(field(5)),
+            });
         }
         table
             .by_definition
             .insert((index, sym.value), table.specs.len());
         table.specs.push(spec);
     }
-    // Maps of maps take their inner template from another record.
-    for (k, &(_, inner_id, inner_idx)) in links.iter().enumerate() {
-        if !table.specs[first + k].def.map_type.is_map_of_maps() {
+    Ok(())
+}
+
+/// Maps of maps take their inner template from another legacy record:
+/// `inner_map_idx` counts legacy maps in file order, across sections.
+fn link_legacy_inner_maps(table: &mut MapTable, links: &[LegacyLink]) {
+    for l in links {
+        if !table.specs[l.spec].def.map_type.is_map_of_maps() {
             continue;
         }
-        let inner = match inner_idx {
-            Some(idx) => Some(idx as usize).filter(|&i| i < n),
-            None if inner_id != 0 => links.iter().position(|l| l.0 == inner_id),
+        let inner = match l.inner_idx {
+            Some(idx) => links.get(idx as usize).map(|x| x.spec),
+            None if l.inner_id != 0 => links.iter().find(|x| x.id == l.inner_id).map(|x| x.spec),
             None => None,
         };
-        if let Some(i) = inner.filter(|&i| i != k) {
-            let inner_spec = table.specs[first + i].clone();
-            let outer = &mut table.specs[first + k];
+        if let Some(i) = inner.filter(|&i| i != l.spec) {
+            let inner_spec = table.specs[i].clone();
+            let outer = &mut table.specs[l.spec];
             outer.def.inner = Some(Box::new(inner_spec.def.clone()));
             outer.inner = Some(Box::new(inner_spec));
         }
     }
-    Ok(())
 }
 
 /// An integer encoded as BTF maps encode them: `int (*name)[N]`, or an
@@ -364,6 +389,12 @@ fn btf_map_def(
         )));
     };
     def.map_type = map_type(type_num, name, section)?;
+    if matches!(def.map_type, MapType::Ringbuf | MapType::UserRingbuf) {
+        // Ring buffers have no keys or values of their own; a declared
+        // value type only documents the records (cilium/ebpf objects).
+        def.key_size = 0;
+        def.value_size = 0;
+    }
     if values.is_some() || def.map_type.is_map_of_maps() {
         if value_size_set && def.value_size != 4 {
             return Err(ElfError::new(format!(
