@@ -52,5 +52,5 @@ for key, value in sorted(obj.maps["src_bytes"].items()):
     print(f"  {addr_text(key):<15} {value.packets} packets, {value.bytes} bytes")
 
 print("\nwhat bpf_printk said:")
-for line in ebpfvm.read_trace(clear=True):
+for line in ebpfvm.read_trace():
     print(" ", line.rstrip())
