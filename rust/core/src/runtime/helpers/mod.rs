@@ -14,7 +14,14 @@ use crate::helpers::{HelperError, HelperMemory, HelperRegistry};
 use super::{Environment, RunState};
 
 mod maps;
+mod packet;
+mod ringbuf;
+mod strings;
+mod sync;
 mod tail_call;
+mod task;
+mod time;
+mod trace;
 
 /// A helper body: the shared environment, the program's memory, r1-r5.
 pub type HelperFn = fn(&Environment, &mut HelperMemory<'_>, [u64; 5]) -> Result<u64, HelperError>;
@@ -22,7 +29,17 @@ pub type HelperFn = fn(&Environment, &mut HelperMemory<'_>, [u64; 5]) -> Result<
 /// Every kernel helper ebpfvm implements, bound to `env`.
 pub fn kernel_helpers(env: &Arc<Environment>) -> HelperRegistry {
     let mut reg = HelperRegistry::new();
-    for &(id, f) in maps::HELPERS.iter().chain(tail_call::HELPERS) {
+    for &(id, f) in maps::HELPERS
+        .iter()
+        .chain(tail_call::HELPERS)
+        .chain(time::HELPERS)
+        .chain(task::HELPERS)
+        .chain(strings::HELPERS)
+        .chain(trace::HELPERS)
+        .chain(ringbuf::HELPERS)
+        .chain(sync::HELPERS)
+        .chain(packet::HELPERS)
+    {
         add(&mut reg, env, id, f);
     }
     reg

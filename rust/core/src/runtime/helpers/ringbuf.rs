@@ -1,0 +1,150 @@
+//! Ring buffer helpers: output, reserve/submit/discard, query.
+//!
+//! A reserved record is granted to the program (it writes the record in
+//! place); submit and discard accept only pointers the ring itself reports
+//! as reserved and not yet committed, so a forged or repeated pointer is a
+//! fault, never a corrupted ring.
+
+use std::ptr::NonNull;
+
+use crate::helpers::{HelperError, HelperMemory};
+use crate::maps::ringbuf::{RingBuf, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+use crate::maps::MapError;
+use crate::runtime::{Environment, MapRef};
+
+use super::{errno, fault, HelperFn};
+
+pub(super) const HELPERS: &[(u32, HelperFn)] = &[
+    (130, ringbuf_output),
+    (131, ringbuf_reserve),
+    (132, ringbuf_submit),
+    (133, ringbuf_discard),
+    (134, ringbuf_query),
+];
+
+const EINVAL: i32 = 22;
+const EAGAIN: i32 = 11;
+
+fn ring<'e>(env: &'e Environment, handle: u64, helper: &str) -> Result<MapRef<'e>, HelperError> {
+    let m = env
+        .map(handle)
+        .ok_or_else(|| fault(format!("{helper}: r1 (0x{handle:x}) is not a map")))?;
+    if m.downcast::<RingBuf>().is_none() {
+        return Err(fault(format!(
+            "{helper}: map '{}' in r1 is a {}, not a ringbuf",
+            m.name(),
+            m.map_type()
+        )));
+    }
+    Ok(m)
+}
+
+fn as_ring<'m>(m: &'m MapRef<'_>) -> &'m RingBuf {
+    m.downcast::<RingBuf>()
+        .expect("checked to be a ring buffer by `ring`")
+}
+
+/// `bpf_ringbuf_output(ringbuf, data, size, flags)`: 0, `-EAGAIN` when the
+/// ring is full, `-EINVAL` for unknown flags.
+fn ringbuf_output(
+    env: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let helper = "bpf_ringbuf_output";
+    let m = ring(env, a[0], helper)?;
+    let size = a[2];
+    let data = mem.slice(a[1], size).map_err(|_| {
+        fault(format!(
+            "{helper}: r2 (0x{:x}) is not {size} readable bytes of the program (r3 = {size})",
+            a[1]
+        ))
+    })?;
+    if a[3] & !(BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP) != 0 {
+        return Ok(errno(EINVAL));
+    }
+    Ok(match as_ring(&m).output(data, a[3]) {
+        Ok(()) => 0,
+        Err(MapError::NoSpace) => errno(EAGAIN),
+        Err(e) => errno(e.errno()),
+    })
+}
+
+/// `bpf_ringbuf_reserve(ringbuf, size, flags)`: the record's data, granted
+/// writable to the program, or NULL (no room, or nonzero flags).
+fn ringbuf_reserve(
+    env: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let m = ring(env, a[0], "bpf_ringbuf_reserve")?;
+    if a[2] != 0 {
+        return Ok(0);
+    }
+    let Some(record) = as_ring(&m).reserve(a[1]) else {
+        return Ok(0);
+    };
+    // SAFETY: the record stays mapped while the ring lives (the program's
+    // environment keeps it alive for the run) and is the program's alone
+    // until it is submitted or discarded.
+    unsafe { mem.grant(record.as_ptr(), a[1] as usize, true) };
+    Ok(record.as_ptr() as u64)
+}
+
+/// Submit or discard: finds the ring among the program's ring buffers that
+/// holds `ptr` as a reserved record.
+fn commit(env: &Environment, a: [u64; 5], discard: bool) -> Result<u64, HelperError> {
+    let helper = if discard {
+        "bpf_ringbuf_discard"
+    } else {
+        "bpf_ringbuf_submit"
+    };
+    let ptr = a[0];
+    let record = NonNull::new(ptr as *mut u8)
+        .ok_or_else(|| fault(format!("{helper}: r1 is NULL, not a reserved record")))?;
+    // The kernel ignores flag bits it does not know here.
+    let flags = a[1] & (BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP);
+    for m in env.maps() {
+        let Some(rb) = m.downcast::<RingBuf>() else {
+            continue;
+        };
+        let done = if discard {
+            rb.discard(record, flags)
+        } else {
+            rb.submit(record, flags)
+        };
+        if done.is_ok() {
+            return Ok(0);
+        }
+    }
+    Err(fault(format!(
+        "{helper}: r1 (0x{ptr:x}) is not a record reserved from one of the program's ring buffers (or it was already submitted or discarded)"
+    )))
+}
+
+fn ringbuf_submit(
+    env: &Environment,
+    _: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    commit(env, a, false)
+}
+
+fn ringbuf_discard(
+    env: &Environment,
+    _: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    commit(env, a, true)
+}
+
+/// `bpf_ringbuf_query(ringbuf, flags)`: available data, ring size,
+/// consumer or producer position; 0 for other selectors.
+fn ringbuf_query(
+    env: &Environment,
+    _: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let m = ring(env, a[0], "bpf_ringbuf_query")?;
+    Ok(as_ring(&m).query(a[1]))
+}
