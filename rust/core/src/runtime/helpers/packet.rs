@@ -200,7 +200,7 @@ fn xdp_adjust_meta(
         return Ok(errno(EINVAL));
     }
     let metalen = p.data - meta as u64;
-    if metalen % 4 != 0 || metalen > XDP_MAX_META {
+    if !metalen.is_multiple_of(4) || metalen > XDP_MAX_META {
         return Ok(errno(EACCES));
     }
     p.data_meta = meta as u64;

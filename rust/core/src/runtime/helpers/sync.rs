@@ -38,7 +38,7 @@ fn lock_word<'m>(
     addr: u64,
     helper: &str,
 ) -> Result<&'m AtomicU32, HelperError> {
-    if addr % 4 != 0 {
+    if !addr.is_multiple_of(4) {
         return Err(fault(format!(
             "{helper}: r1 (0x{addr:x}) is not 4-byte aligned, as a struct bpf_spin_lock is"
         )));

@@ -319,7 +319,7 @@ fn data_args(
     helper: &str,
     reg: &str,
 ) -> Result<Result<Vec<u64>, i32>, HelperError> {
-    if len % 8 != 0 || len > (MAX_BPRINTF_VARARGS * 8) as u64 || (len != 0 && addr == 0) {
+    if !len.is_multiple_of(8) || len > (MAX_BPRINTF_VARARGS * 8) as u64 || (len != 0 && addr == 0) {
         return Ok(Err(EINVAL));
     }
     let bytes = mem.slice(addr, len).map_err(|_| {

@@ -1,0 +1,1263 @@
+//! Kernel helpers run from assembled programs through the run-time, with
+//! results checked against independently computed expectations.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ebpfvm_core::asm::assemble;
+use ebpfvm_core::error::ExecError;
+use ebpfvm_core::interp::{Executable, LoadOptions};
+use ebpfvm_core::kernel::helper_protos::helper_id;
+use ebpfvm_core::maps::ringbuf::RingBuf;
+use ebpfvm_core::maps::{cpu, Map, MapDef, MapType};
+use ebpfvm_core::program::Program;
+use ebpfvm_core::progtype::ProgType;
+use ebpfvm_core::runtime::helpers::kernel_helpers;
+use ebpfvm_core::runtime::run::{run, Input, RunResult};
+use ebpfvm_core::runtime::{self, trace, Environment, LoadedProgram};
+
+const EFAULT: u64 = -14i64 as u64;
+const EINVAL: u64 = -22i64 as u64;
+const EACCES: u64 = -13i64 as u64;
+const ERANGE: u64 = -34i64 as u64;
+
+fn load(src: &str, t: ProgType, maps: Vec<Arc<Map>>) -> Arc<LoadedProgram> {
+    let insns = assemble(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+    let program = Program::from_insns(insns, 4096).unwrap();
+    let prepared = runtime::prepare(&program, t, &maps).unwrap();
+    let regions = runtime::map_regions(&maps);
+    let env = Environment::new(maps);
+    let exe = Executable::new(
+        Arc::new(prepared),
+        LoadOptions {
+            helpers: kernel_helpers(&env),
+            input_may_move: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    Arc::new(LoadedProgram {
+        id: runtime::next_program_id(),
+        name: "test".into(),
+        prog_type: t,
+        runner: Arc::new(exe),
+        regions,
+        env,
+    })
+}
+
+/// Runs a raw program on `buf` (r1 = buf, r2 = its length).
+fn run_raw(src: &str, buf: &mut [u8]) -> Result<u64, ExecError> {
+    let prog = load(src, ProgType::Raw, vec![]);
+    run(&prog, Input::Memory(buf)).map(|r| r.retval)
+}
+
+fn run_packet(prog: &Arc<LoadedProgram>, packet: &[u8], ctx: Option<&[u8]>) -> RunResult {
+    run(prog, Input::Packet { packet, ctx }).unwrap()
+}
+
+fn fault_of(r: Result<u64, ExecError>) -> String {
+    match r {
+        Ok(v) => panic!("expected a fault, the run returned {v:#x}"),
+        Err(e) => e.reason,
+    }
+}
+
+#[test]
+fn registered_ids_are_the_kernels() {
+    let env = Environment::new(vec![]);
+    let reg = kernel_helpers(&env);
+    for name in [
+        "ktime_get_ns",
+        "ktime_get_boot_ns",
+        "ktime_get_coarse_ns",
+        "ktime_get_tai_ns",
+        "jiffies64",
+        "get_prandom_u32",
+        "get_smp_processor_id",
+        "get_numa_node_id",
+        "trace_printk",
+        "snprintf",
+        "trace_vprintk",
+        "strncmp",
+        "strtol",
+        "strtoul",
+        "probe_read",
+        "probe_read_kernel",
+        "probe_read_user",
+        "probe_read_str",
+        "probe_read_kernel_str",
+        "probe_read_user_str",
+        "get_current_pid_tgid",
+        "get_current_uid_gid",
+        "get_current_comm",
+        "ringbuf_output",
+        "ringbuf_reserve",
+        "ringbuf_submit",
+        "ringbuf_discard",
+        "ringbuf_query",
+        "xdp_adjust_head",
+        "xdp_adjust_meta",
+        "xdp_adjust_tail",
+        "skb_load_bytes",
+        "skb_load_bytes_relative",
+        "skb_store_bytes",
+        "skb_pull_data",
+        "skb_change_tail",
+        "skb_change_head",
+        "l3_csum_replace",
+        "l4_csum_replace",
+        "csum_diff",
+        "csum_update",
+        "get_hash_recalc",
+        "redirect",
+        "redirect_map",
+        "spin_lock",
+        "spin_unlock",
+    ] {
+        let id = helper_id(name).unwrap_or_else(|| panic!("the kernel has no helper {name}"));
+        assert!(reg.contains(id), "{name} (id {id}) is not registered");
+    }
+}
+
+// --- time, randomness, CPU, task -------------------------------------------
+
+fn clock(c: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec.
+    assert_eq!(unsafe { libc::clock_gettime(c, &mut ts) }, 0);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[test]
+fn clocks_read_the_host_clocks_of_the_same_name() {
+    for (id, c) in [
+        (5, libc::CLOCK_MONOTONIC),
+        (125, libc::CLOCK_BOOTTIME),
+        (208, libc::CLOCK_TAI),
+    ] {
+        let before = clock(c);
+        let got = run_raw(&format!("call {id}\nexit"), &mut []).unwrap();
+        let after = clock(c);
+        assert!(
+            before <= got && got <= after,
+            "helper {id}: {before} <= {got} <= {after}"
+        );
+    }
+    // Coarse time lags the fine clock by at most a tick.
+    let coarse = run_raw("call 160\nexit", &mut []).unwrap();
+    let fine = clock(libc::CLOCK_MONOTONIC);
+    assert!(coarse <= fine && fine - coarse < 100_000_000);
+
+    // jiffies at HZ=250 from boot, offset by INITIAL_JIFFIES.
+    let initial = (-300i64 * 250) as u32 as u64;
+    let before = initial + clock(libc::CLOCK_BOOTTIME) / 4_000_000;
+    let got = run_raw("call 118\nexit", &mut []).unwrap();
+    let after = initial + clock(libc::CLOCK_BOOTTIME) / 4_000_000;
+    assert!(
+        before <= got && got <= after,
+        "{before} <= {got} <= {after}"
+    );
+}
+
+#[test]
+fn prandom_values_are_32_bit_and_spread() {
+    let prog = load("call 7\nexit", ProgType::Raw, vec![]);
+    let values: Vec<u64> = (0..256)
+        .map(|_| run(&prog, Input::Memory(&mut [])).unwrap().retval)
+        .collect();
+    assert!(values.iter().all(|&v| v <= u32::MAX as u64));
+    let mut distinct = values.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(distinct.len() > 250, "{} distinct of 256", distinct.len());
+    // Both halves of the range and both parities turn up.
+    assert!(values.iter().any(|&v| v >= 1 << 31) && values.iter().any(|&v| v < 1 << 31));
+    assert!(values.iter().any(|&v| v & 1 == 1) && values.iter().any(|&v| v & 1 == 0));
+}
+
+#[test]
+fn processor_id_is_the_threads_virtual_cpu() {
+    let prog = load("call 8\nexit", ProgType::Raw, vec![]);
+    for c in [0u32, 1, 5] {
+        let got = cpu::with_cpu(c, || run(&prog, Input::Memory(&mut [])).unwrap().retval);
+        assert_eq!(got, (c % cpu::num_cpus() as u32) as u64);
+    }
+    assert_eq!(run_raw("call 42\nexit", &mut []).unwrap(), 0);
+}
+
+#[test]
+fn pid_tgid_uid_gid_and_comm_describe_the_calling_thread() {
+    let out = std::thread::Builder::new()
+        .name("helpers-comm-thread".into())
+        .spawn(|| {
+            // SAFETY: plain syscalls.
+            let (pid, tid, uid, gid) = unsafe {
+                (
+                    libc::getpid() as u64,
+                    libc::syscall(libc::SYS_gettid) as u64,
+                    libc::getuid() as u64,
+                    libc::getgid() as u64,
+                )
+            };
+            assert_eq!(run_raw("call 14\nexit", &mut []).unwrap(), pid << 32 | tid);
+            assert_eq!(run_raw("call 15\nexit", &mut []).unwrap(), gid << 32 | uid);
+            let comm = "call 16\nexit";
+            let mut buf = [0xffu8; 20];
+            assert_eq!(run_raw(comm, &mut buf).unwrap(), 0);
+            let mut short = [0xffu8; 4];
+            run_raw(comm, &mut short).unwrap();
+            (buf, short)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    // The OS keeps 15 bytes of a thread name; the rest is NUL padding.
+    let mut expect = b"helpers-comm-th".to_vec();
+    expect.resize(20, 0);
+    assert_eq!(out.0.to_vec(), expect);
+    assert_eq!(&out.1, b"hel\0");
+}
+
+// --- probe_read, strings ----------------------------------------------------
+
+#[test]
+fn probe_read_copies_program_memory_and_zeroes_on_a_bad_source() {
+    for id in [4, 112, 113] {
+        let mut buf: Vec<u8> = (0..32).collect();
+        // dst = buf, size = 8, src = buf + 16
+        let src = format!("mov %r6, %r1\nmov %r3, %r1\nadd %r3, 16\nmov %r2, 8\ncall {id}\nexit");
+        assert_eq!(run_raw(&src, &mut buf).unwrap(), 0);
+        assert_eq!(&buf[..8], &[16, 17, 18, 19, 20, 21, 22, 23]);
+        assert_eq!(buf[8], 8);
+
+        let bad = format!("mov %r2, 8\nlddw %r3, 0x1000\ncall {id}\nexit");
+        let mut buf = [0xaau8; 12];
+        assert_eq!(run_raw(&bad, &mut buf).unwrap(), EFAULT);
+        assert_eq!(buf, [0, 0, 0, 0, 0, 0, 0, 0, 0xaa, 0xaa, 0xaa, 0xaa]);
+
+        // A source running past the end of the buffer is bad too.
+        let past = format!("mov %r3, %r1\nadd %r3, 8\nmov %r2, 8\ncall {id}\nexit");
+        let mut buf = [7u8; 12];
+        assert_eq!(run_raw(&past, &mut buf).unwrap(), EFAULT);
+        assert_eq!(&buf[..8], &[0; 8]);
+    }
+    let unwritable = "mov %r2, 8\nmov %r3, %r1\nlddw %r1, 0x1000\ncall 4\nexit";
+    let msg = fault_of(run_raw(unwritable, &mut [0u8; 8]));
+    assert!(msg.contains("bpf_probe_read: r1"), "{msg}");
+}
+
+#[test]
+fn probe_read_str_returns_the_length_with_its_nul() {
+    for id in [45, 114, 115] {
+        // buf[32..] holds "hello\0"; copy into buf[0..size].
+        let prog =
+            |size: u32| format!("mov %r3, %r1\nadd %r3, 32\nmov %r2, {size}\ncall {id}\nexit");
+        let fresh = || {
+            let mut b = vec![0xeeu8; 40];
+            b[32..38].copy_from_slice(b"hello\0");
+            b
+        };
+        let mut buf = fresh();
+        assert_eq!(run_raw(&prog(16), &mut buf).unwrap(), 6);
+        assert_eq!(&buf[..7], b"hello\0\xee");
+        // Cut to size - 1 bytes and a NUL.
+        let mut buf = fresh();
+        assert_eq!(run_raw(&prog(3), &mut buf).unwrap(), 3);
+        assert_eq!(&buf[..4], b"he\0\xee");
+        // An unterminated string running off the buffer faults.
+        let mut buf = fresh();
+        buf[32..40].copy_from_slice(b"abcdefgh");
+        assert_eq!(run_raw(&prog(16), &mut buf).unwrap(), EFAULT);
+        assert_eq!(&buf[..16], &[0; 16]);
+        // ... unless it is cut before the end.
+        let mut buf = fresh();
+        buf[32..40].copy_from_slice(b"abcdefgh");
+        assert_eq!(run_raw(&prog(5), &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"abcd\0");
+    }
+}
+
+#[test]
+fn strncmp_compares_like_the_kernel() {
+    // s1 = buf[0..n], s2 = buf[16..] (NUL-terminated).
+    let cases: &[(&[u8], &[u8], u32, i64)] = &[
+        (b"abcdef", b"abc\0", 3, 0),
+        (b"abcdef", b"abc\0", 4, 1),
+        (b"abb", b"abc\0", 3, -1),
+        (b"ab\0x", b"ab\0", 4, 0),
+        (b"\x80", b"\x01\0", 1, 1),
+    ];
+    for &(s1, s2, n, want) in cases {
+        let mut buf = vec![0u8; 32];
+        buf[..s1.len()].copy_from_slice(s1);
+        buf[16..16 + s2.len()].copy_from_slice(s2);
+        let src = format!("mov %r3, %r1\nadd %r3, 16\nmov %r2, {n}\ncall 182\nexit");
+        assert_eq!(
+            run_raw(&src, &mut buf).unwrap() as i64,
+            want,
+            "{s1:?} {s2:?} {n}"
+        );
+    }
+    // s2 without a NUL in the program's memory is a fault.
+    let mut buf = vec![b'a'; 32];
+    let src = "mov %r3, %r1\nadd %r3, 16\nmov %r2, 4\ncall 182\nexit";
+    let msg = fault_of(run_raw(src, &mut buf));
+    assert!(msg.contains("bpf_strncmp: r3"), "{msg}");
+}
+
+/// Runs strtol (105) or strtoul (106) on `text` with `flags`; returns r0
+/// and the stored result.
+fn strto(id: u32, text: &[u8], flags: u64) -> (u64, i64) {
+    let mut buf = vec![0x55u8; 8 + text.len()];
+    buf[8..].copy_from_slice(text);
+    let src = format!(
+        "mov %r4, %r1\nadd %r1, 8\nmov %r2, {}\nmov %r3, {flags}\ncall {id}\nexit",
+        text.len()
+    );
+    let r0 = run_raw(&src, &mut buf).unwrap();
+    (r0, i64::from_ne_bytes(buf[..8].try_into().unwrap()))
+}
+
+#[test]
+fn strtol_and_strtoul_parse_like_the_kernel() {
+    assert_eq!(strto(105, b" -42xyz", 10), (4, -42));
+    assert_eq!(strto(105, b"0x7f", 0), (4, 127));
+    assert_eq!(strto(105, b"0755", 0), (4, 0o755));
+    assert_eq!(strto(105, b"ff", 16), (2, 255));
+    assert_eq!(strto(105, b"-9223372036854775808", 10), (20, i64::MIN));
+    assert_eq!(strto(105, b"9223372036854775808", 10).0, ERANGE);
+    assert_eq!(strto(106, b"18446744073709551615", 10), (20, -1));
+    assert_eq!(strto(106, b"-1", 10).0, EINVAL);
+    assert_eq!(strto(105, b"xyz", 10).0, EINVAL);
+    assert_eq!(strto(105, b"12", 3).0, EINVAL);
+    // Nothing is stored on failure.
+    assert_eq!(strto(105, b"xyz", 10).1, i64::from_ne_bytes([0x55; 8]));
+}
+
+// --- trace_printk, snprintf, trace_vprintk ----------------------------------
+
+/// The trace pipe is global: tests that read it take turns.
+fn trace_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Message and bcc-style fields of the trace lines written by this thread.
+fn my_trace_lines() -> Vec<String> {
+    // SAFETY: gettid.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    trace::take_lines(None)
+        .into_iter()
+        .filter(|l| {
+            l.get(17..)
+                .and_then(|rest| rest.split_whitespace().next())
+                .is_some_and(|t| t == tid.to_string())
+        })
+        .collect()
+}
+
+/// Runs trace_printk with `fmt` (placed at buf+64) and three arguments;
+/// `%s` arguments may point at `buf` (given as the marker `BUF`).
+fn printk(fmt: &[u8], fmt_size: usize, args: [&str; 3], buf: &mut [u8]) -> u64 {
+    buf[64..64 + fmt.len()].copy_from_slice(fmt);
+    let mut src = String::from("mov %r6, %r1\n");
+    for (i, a) in args.iter().enumerate() {
+        if *a == "BUF" {
+            src += &format!("mov %r{}, %r6\n", i + 3);
+        } else {
+            src += &format!("lddw %r{}, {a}\n", i + 3);
+        }
+    }
+    src += &format!("mov %r1, %r6\nadd %r1, 64\nmov %r2, {fmt_size}\ncall 6\nexit");
+    run_raw(&src, buf).unwrap()
+}
+
+#[test]
+fn trace_printk_formats_and_writes_a_trace_line() {
+    let _g = trace_lock();
+    trace::take_lines(None);
+    let mut buf = vec![0u8; 256];
+    buf[..6].copy_from_slice(b"world\0");
+    let fmt = b"hi %s %d %u %x %c %%\n\0";
+    let r0 = printk(fmt, fmt.len(), ["BUF", "-5", "0xffffffff"], &mut buf);
+    // %c takes a 4th argument: the kernel allows 3, so this is -EINVAL.
+    assert_eq!(r0, EINVAL);
+    let fmt = b"hi %s %d %lx%%\n\0";
+    let r0 = printk(fmt, fmt.len(), ["BUF", "-5", "0x1234567890"], &mut buf);
+    let expect = "hi world -5 1234567890%\n";
+    assert_eq!(r0, expect.len() as u64);
+    let lines = my_trace_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    // bcc's trace_fields parsing: task in the first 16 columns, then
+    // "-pid [cpu] flags ts: sym: msg".
+    let rest = &line[17..];
+    let ts_end = rest.find(':').unwrap();
+    let fields: Vec<&str> = rest[..ts_end].split_whitespace().collect();
+    assert_eq!(fields.len(), 4, "{line}");
+    assert_eq!(fields[1], format!("[{:03}]", cpu::current_cpu()));
+    let ts: f64 = fields[3].parse().unwrap();
+    let now = clock(libc::CLOCK_MONOTONIC) as f64 / 1e9;
+    assert!(ts <= now && now - ts < 60.0);
+    let msg = &rest[ts_end + 1..];
+    assert_eq!(msg, " bpf_trace_printk: hi world -5 1234567890%");
+}
+
+#[test]
+fn trace_printk_widths_flags_and_sizes_match_printf() {
+    let _g = trace_lock();
+    trace::take_lines(None);
+    let mut buf = vec![0u8; 256];
+    buf[..3].copy_from_slice(b"ab\0");
+    let cases: Vec<(&[u8], [&str; 3], String)> = vec![
+        (
+            b"[%5d|%-5d|%05d]\0",
+            ["42", "-7", "-42"],
+            format!("[{:5}|{:<5}|{:05}]", 42, -7, -42),
+        ),
+        (
+            b"[%+d|% d|%X]\0",
+            ["3", "4", "0xabc"],
+            "[+3| 4|ABC]".to_string(),
+        ),
+        (
+            b"[%lld|%llu|%i]\0",
+            ["-1", "-1", "0x1ffffffff"],
+            format!("[-1|{}|-1]", u64::MAX),
+        ),
+        (
+            b"[%6s|%-4s|%08x]\0",
+            ["BUF", "BUF", "0xbeef"],
+            "[    ab|ab  |0000beef]".to_string(),
+        ),
+        (
+            b"[%px|%p]\0",
+            ["0x1234", "0", "0"],
+            "[0000000000001234|(null)]".to_string(),
+        ),
+    ];
+    for (fmt, args, expect) in cases {
+        let r0 = printk(fmt, fmt.len(), args, &mut buf);
+        assert_eq!(r0, expect.len() as u64, "{}", String::from_utf8_lossy(fmt));
+        let lines = my_trace_lines();
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].ends_with(&format!("bpf_trace_printk: {expect}")),
+            "{}",
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn trace_printk_rejects_what_the_kernel_rejects() {
+    let _g = trace_lock();
+    trace::take_lines(None);
+    let mut buf = vec![0u8; 256];
+    let bad: Vec<(&[u8], usize)> = vec![
+        (b"%y\0", 3),           // unknown conversion
+        (b"%.2d\0", 5),         // precision
+        (b"%hd\0", 4),          // short
+        (b"%d %d %d %d\0", 12), // four arguments
+        (b"%sx\0", 4),          // %s followed by a letter
+        (b"tab\x01\0", 5),      // non-printable
+        (b"\xc3\xa9\0", 3),     // non-ASCII
+        (b"no nul", 6),         // no NUL within fmt_size
+        (b"%\0", 2),            // lone %
+    ];
+    for (fmt, size) in bad {
+        let r0 = printk(fmt, size, ["1", "2", "3"], &mut buf);
+        assert_eq!(r0, EINVAL, "{:?}", String::from_utf8_lossy(fmt));
+    }
+    assert!(my_trace_lines().is_empty());
+    // A format larger than the program's memory is a fault naming r1.
+    let src = "add %r1, 64\nmov %r2, 4096\ncall 6\nexit";
+    let msg = fault_of(run_raw(src, &mut buf));
+    assert!(
+        msg.contains("bpf_trace_printk") && msg.contains("r1"),
+        "{msg}"
+    );
+    // An unreadable %s prints as empty, as in the kernel.
+    let r0 = printk(b"[%s]\0", 5, ["0x1000", "0", "0"], &mut buf);
+    assert_eq!(r0, 2);
+    assert!(my_trace_lines()[0].ends_with("bpf_trace_printk: []"));
+}
+
+#[test]
+fn snprintf_and_trace_vprintk_take_argument_arrays() {
+    let _g = trace_lock();
+    trace::take_lines(None);
+    // buf: [0..32) output, [32..96) u64 args, [96..) format.
+    let mut buf = vec![0u8; 160];
+    let args: [u64; 5] = [1, 2, 3, 4, 5];
+    for (i, a) in args.iter().enumerate() {
+        buf[32 + 8 * i..40 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+    }
+    let fmt = b"%d-%d-%d-%d-%d\0";
+    buf[96..96 + fmt.len()].copy_from_slice(fmt);
+    let snprintf = |size: u32, data_len: u32, buf: &mut [u8]| {
+        let src = format!(
+            "mov %r4, %r1\nadd %r4, 32\nmov %r3, %r1\nadd %r3, 96\nmov %r2, {size}\nmov %r5, {data_len}\ncall 165\nexit"
+        );
+        run_raw(&src, buf).unwrap()
+    };
+    assert_eq!(snprintf(32, 40, &mut buf), 10);
+    assert_eq!(&buf[..10], b"1-2-3-4-5\0");
+    // Truncated to size - 1 and a NUL; the return value is the full length.
+    buf[..10].fill(0xee);
+    assert_eq!(snprintf(4, 40, &mut buf), 10);
+    assert_eq!(&buf[..5], b"1-2\0\xee");
+    // Too few arguments, or a length that is not a multiple of 8.
+    assert_eq!(snprintf(32, 32, &mut buf), EINVAL);
+    assert_eq!(snprintf(32, 36, &mut buf), EINVAL);
+
+    let vprintk = format!(
+        "mov %r3, %r1\nadd %r3, 32\nadd %r1, 96\nmov %r2, {}\nmov %r4, 40\ncall 177\nexit",
+        fmt.len()
+    );
+    assert_eq!(run_raw(&vprintk, &mut buf).unwrap(), 9);
+    let lines = my_trace_lines();
+    assert!(
+        lines[0].ends_with("bpf_trace_printk: 1-2-3-4-5"),
+        "{lines:?}"
+    );
+}
+
+// --- ring buffer --------------------------------------------------------
+
+fn ring() -> Arc<Map> {
+    Map::create(MapDef::new(MapType::Ringbuf, 0, 0, 4096).named("events")).unwrap()
+}
+
+fn records(m: &Map) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    m.downcast::<RingBuf>().unwrap().consume(&mut |r| {
+        out.push(r.to_vec());
+        true
+    });
+    out
+}
+
+#[test]
+fn ringbuf_reserve_submit_discard_output_query() {
+    let rb = ring();
+    let reserve_submit = "
+        mov %r6, %r1
+        lddw %r1, map_idx 0
+        mov %r2, 16
+        mov %r3, 0
+        call 131
+        jeq %r0, 0, fail
+        lddw %r2, 0x1122334455667788
+        stxdw [%r0], %r2
+        ldxdw %r3, [%r6]
+        stxdw [%r0+8], %r3
+        mov %r1, %r0
+        mov %r2, 0
+        call 132
+        mov %r0, 1
+        exit
+    fail:
+        mov %r0, 0
+        exit";
+    let prog = load(reserve_submit, ProgType::Raw, vec![rb.clone()]);
+    let mut buf = 42u64.to_ne_bytes();
+    assert_eq!(run(&prog, Input::Memory(&mut buf)).unwrap().retval, 1);
+    let mut expect = 0x1122334455667788u64.to_ne_bytes().to_vec();
+    expect.extend(42u64.to_ne_bytes());
+    assert_eq!(records(&rb), vec![expect]);
+
+    // Discarded records never reach the consumer.
+    let discard = reserve_submit.replace("call 132", "call 133");
+    let prog = load(&discard, ProgType::Raw, vec![rb.clone()]);
+    assert_eq!(run(&prog, Input::Memory(&mut buf)).unwrap().retval, 1);
+    assert!(records(&rb).is_empty());
+
+    // Nonzero reserve flags give NULL.
+    let flagged = reserve_submit.replace("mov %r3, 0\n", "mov %r3, 1\n");
+    let prog = load(&flagged, ProgType::Raw, vec![rb.clone()]);
+    assert_eq!(run(&prog, Input::Memory(&mut buf)).unwrap().retval, 0);
+
+    // output copies the program's bytes; query sees them until consumed.
+    let output = "
+        mov %r2, %r1
+        lddw %r1, map_idx 0
+        mov %r3, 5
+        mov %r4, 0
+        call 130
+        mov %r6, %r0
+        lddw %r1, map_idx 0
+        mov %r2, 0
+        call 134
+        lsh %r0, 8
+        or %r0, %r6
+        exit";
+    let prog = load(output, ProgType::Raw, vec![rb.clone()]);
+    let mut data = *b"hello";
+    let r0 = run(&prog, Input::Memory(&mut data)).unwrap().retval;
+    // 0 from output; 16 bytes (8 header + 5 data, padded) available.
+    assert_eq!(r0, 16 << 8);
+    assert_eq!(records(&rb), vec![b"hello".to_vec()]);
+    let size = "lddw %r1, map_idx 0\nmov %r2, 1\ncall 134\nexit";
+    let prog = load(size, ProgType::Raw, vec![rb.clone()]);
+    assert_eq!(run(&prog, Input::Memory(&mut [])).unwrap().retval, 4096);
+
+    // A full ring: output returns -EAGAIN, reserve NULL.
+    let big = "mov %r2, %r1\nlddw %r1, map_idx 0\nmov %r3, 3000\nmov %r4, 0\ncall 130\nexit";
+    let prog = load(big, ProgType::Raw, vec![rb.clone()]);
+    let mut data = vec![1u8; 3000];
+    assert_eq!(run(&prog, Input::Memory(&mut data)).unwrap().retval, 0);
+    assert_eq!(
+        run(&prog, Input::Memory(&mut data)).unwrap().retval,
+        -11i64 as u64
+    );
+    assert_eq!(records(&rb).len(), 1);
+}
+
+#[test]
+fn ringbuf_submit_rejects_forged_and_repeated_pointers() {
+    let rb = ring();
+    // Submitting the program's own buffer.
+    let forged = "lddw %r6, map_idx 0\nmov %r2, 0\ncall 132\nmov %r0, 0\nexit";
+    let prog = load(forged, ProgType::Raw, vec![rb.clone()]);
+    let err = run(&prog, Input::Memory(&mut [0u8; 16])).unwrap_err();
+    assert!(
+        err.reason.contains("bpf_ringbuf_submit: r1"),
+        "{}",
+        err.reason
+    );
+    // A pointer 8 bytes into a reserved record.
+    let inside = "
+        lddw %r1, map_idx 0
+        mov %r2, 16
+        mov %r3, 0
+        call 131
+        jeq %r0, 0, +4
+        mov %r1, %r0
+        add %r1, 8
+        mov %r2, 0
+        call 133
+        exit";
+    let prog = load(inside, ProgType::Raw, vec![rb.clone()]);
+    let err = run(&prog, Input::Memory(&mut [])).unwrap_err();
+    assert!(
+        err.reason.contains("bpf_ringbuf_discard: r1"),
+        "{}",
+        err.reason
+    );
+    // Submitting the same record twice.
+    let twice = "
+        lddw %r1, map_idx 0
+        mov %r2, 8
+        mov %r3, 0
+        call 131
+        jeq %r0, 0, +6
+        mov %r6, %r0
+        mov %r1, %r6
+        mov %r2, 0
+        call 132
+        mov %r1, %r6
+        call 132
+        exit";
+    let prog = load(twice, ProgType::Raw, vec![rb.clone()]);
+    let err = run(&prog, Input::Memory(&mut [])).unwrap_err();
+    assert!(err.reason.contains("already submitted"), "{}", err.reason);
+    // A map that is not a ring buffer.
+    let array = Map::create(MapDef::new(MapType::Array, 4, 8, 1)).unwrap();
+    let wrong = "lddw %r1, map_idx 0\nmov %r2, 1\ncall 134\nexit";
+    let prog = load(wrong, ProgType::Raw, vec![array]);
+    let err = run(&prog, Input::Memory(&mut [])).unwrap_err();
+    assert!(err.reason.contains("not a ringbuf"), "{}", err.reason);
+}
+
+// --- spin locks -----------------------------------------------------------
+
+/// value = { struct bpf_spin_lock lock; u32 counter; }
+const LOCKED_INCREMENT: &str = "
+    lddw %r6, map_idx_value 0, 0
+    mov %r1, %r6
+    call 93
+    ldxw %r2, [%r6+4]
+    add %r2, 1
+    stxw [%r6+4], %r2
+    mov %r1, %r6
+    call 94
+    mov %r0, 0
+    exit";
+
+#[test]
+fn spin_lock_serialises_threads() {
+    let m = Map::create(MapDef::new(MapType::Array, 4, 8, 1)).unwrap();
+    let prog = load(LOCKED_INCREMENT, ProgType::Raw, vec![m.clone()]);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let prog = prog.clone();
+            std::thread::spawn(move || {
+                for _ in 0..2000 {
+                    run(&prog, Input::Memory(&mut [])).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let v = m.lookup(&0u32.to_ne_bytes()).unwrap();
+    assert_eq!(u32::from_ne_bytes(v[4..8].try_into().unwrap()), 8000);
+    assert_eq!(
+        u32::from_ne_bytes(v[..4].try_into().unwrap()),
+        0,
+        "lock left held"
+    );
+}
+
+#[test]
+fn spin_lock_misuse_faults_instead_of_hanging() {
+    // (Kept alive to the end: the faulted run leaves its lock held.)
+    let first = Map::create(MapDef::new(MapType::Array, 4, 8, 1)).unwrap();
+    let twice = "lddw %r6, map_idx_value 0, 0\nmov %r1, %r6\ncall 93\nmov %r1, %r6\ncall 93\nexit";
+    let prog = load(twice, ProgType::Raw, vec![first.clone()]);
+    let err = run(&prog, Input::Memory(&mut [])).unwrap_err();
+    assert!(err.reason.contains("deadlock"), "{}", err.reason);
+
+    let m = Map::create(MapDef::new(MapType::Array, 4, 8, 1)).unwrap();
+    let unlock = "lddw %r1, map_idx_value 0, 0\ncall 94\nexit";
+    let prog = load(unlock, ProgType::Raw, vec![m.clone()]);
+    let err = run(&prog, Input::Memory(&mut [])).unwrap_err();
+    assert!(err.reason.contains("not held"), "{}", err.reason);
+
+    // A lock someone else holds and never releases: a fault after the
+    // timeout, not a hang.
+    m.update(&0u32.to_ne_bytes(), &[1, 0, 0, 0, 0, 0, 0, 0], 0)
+        .unwrap();
+    let prog = load(LOCKED_INCREMENT, ProgType::Raw, vec![m.clone()]);
+    let start = std::time::Instant::now();
+    let err = run(&prog, Input::Memory(&mut [])).unwrap_err();
+    assert!(err.reason.contains("still held"), "{}", err.reason);
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+
+    let unaligned = "lddw %r1, map_idx_value 0, 2\ncall 93\nexit";
+    let prog = load(unaligned, ProgType::Raw, vec![m]);
+    let err = run(&prog, Input::Memory(&mut [])).unwrap_err();
+    assert!(err.reason.contains("aligned"), "{}", err.reason);
+    drop(first);
+}
+
+// --- XDP ------------------------------------------------------------------
+
+fn frame(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+/// Calls `helper(ctx, delta)`, then returns r0 << 8 | XDP_PASS after
+/// writing 0xaa over the first `mark` bytes at the (new) ctx->data.
+fn xdp_adjust(helper: u32, delta: i32, mark: usize) -> String {
+    let mut s = format!("mov %r6, %r1\nmov %r2, {delta}\ncall {helper}\nmov %r7, %r0\n");
+    s += "ldxw %r2, [%r6]\nldxw %r3, [%r6+4]\n";
+    if mark > 0 {
+        s += &format!("mov %r4, %r2\nadd %r4, {mark}\njgt %r4, %r3, +{}\n", mark);
+        for i in 0..mark {
+            s += &format!("stb [%r2+{i}], 0xaa\n");
+        }
+    }
+    s += "mov %r0, %r7\nlsh %r0, 8\nor %r0, 2\nexit";
+    s
+}
+
+#[test]
+fn xdp_adjust_head_moves_the_start_within_the_kernels_limits() {
+    let pkt = frame(60);
+    let grow = load(&xdp_adjust(44, -4, 4), ProgType::Xdp, vec![]);
+    let r = run_packet(&grow, &pkt, None);
+    assert_eq!(r.retval, 2);
+    let mut expect = vec![0xaa; 4];
+    expect.extend(&pkt);
+    assert_eq!(r.data, expect);
+
+    let shrink = load(&xdp_adjust(44, 14, 0), ProgType::Xdp, vec![]);
+    let r = run_packet(&shrink, &pkt, None);
+    assert_eq!(r.retval, 2);
+    assert_eq!(r.data, pkt[14..]);
+
+    // data may not pass data_end - ETH_HLEN, nor the buffer's start.
+    let too_far = load(&xdp_adjust(44, 47, 0), ProgType::Xdp, vec![]);
+    let r = run_packet(&too_far, &pkt, None);
+    assert_eq!(r.retval, EINVAL << 8 | 2);
+    assert_eq!(r.data, pkt);
+    let edge = load(&xdp_adjust(44, 46, 0), ProgType::Xdp, vec![]);
+    assert_eq!(run_packet(&edge, &pkt, None).data, pkt[46..]);
+    let before_buf = load(&xdp_adjust(44, -257, 0), ProgType::Xdp, vec![]);
+    assert_eq!(run_packet(&before_buf, &pkt, None).retval, EINVAL << 8 | 2);
+}
+
+#[test]
+fn xdp_adjust_tail_grows_with_zeroes_and_shrinks_to_an_ethernet_header() {
+    let pkt = frame(60);
+    let grow = load(&xdp_adjust(65, 10, 0), ProgType::Xdp, vec![]);
+    let r = run_packet(&grow, &pkt, None);
+    let mut expect = pkt.clone();
+    expect.extend([0; 10]);
+    assert_eq!((r.retval, r.data), (2, expect));
+
+    let shrink = load(&xdp_adjust(65, -46, 0), ProgType::Xdp, vec![]);
+    let r = run_packet(&shrink, &pkt, None);
+    assert_eq!((r.retval, r.data), (2, pkt[..14].to_vec()));
+
+    let below = load(&xdp_adjust(65, -47, 0), ProgType::Xdp, vec![]);
+    assert_eq!(run_packet(&below, &pkt, None).retval, EINVAL << 8 | 2);
+    let beyond = load(&xdp_adjust(65, 5000, 0), ProgType::Xdp, vec![]);
+    let r = run_packet(&beyond, &pkt, None);
+    assert_eq!((r.retval, r.data), (EINVAL << 8 | 2, pkt));
+}
+
+#[test]
+fn xdp_adjust_meta_makes_room_before_the_packet() {
+    let pkt = frame(40);
+    // Reserve 8 bytes of metadata, write them, read them back through
+    // ctx->data_meta.
+    let src = "
+        mov %r6, %r1
+        mov %r2, -8
+        call 54
+        jne %r0, 0, out
+        ldxw %r2, [%r6+8]
+        ldxw %r3, [%r6]
+        mov %r4, %r2
+        add %r4, 8
+        jgt %r4, %r3, out
+        stdw [%r2], 0x5a5a
+        ldxdw %r0, [%r2]
+        exit
+    out:
+        exit";
+    let prog = load(src, ProgType::Xdp, vec![]);
+    let r = run_packet(&prog, &pkt, None);
+    assert_eq!(r.retval, 0x5a5a);
+    assert_eq!(r.data, pkt);
+    // Not a multiple of 4, or more than 32 bytes: -EACCES.
+    for delta in [-3, -36] {
+        let prog = load(&xdp_adjust(54, delta, 0), ProgType::Xdp, vec![]);
+        assert_eq!(run_packet(&prog, &pkt, None).retval, EACCES << 8 | 2);
+    }
+    // Past data: -EINVAL.
+    let prog = load(&xdp_adjust(54, 4, 0), ProgType::Xdp, vec![]);
+    assert_eq!(run_packet(&prog, &pkt, None).retval, EINVAL << 8 | 2);
+}
+
+#[test]
+fn xdp_helpers_check_their_context_and_program_type() {
+    let pkt = frame(40);
+    let wrong_ctx = load(
+        "mov %r1, %r10\nmov %r2, 4\ncall 44\nexit",
+        ProgType::Xdp,
+        vec![],
+    );
+    let err = run(
+        &wrong_ctx,
+        Input::Packet {
+            packet: &pkt,
+            ctx: None,
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.reason.contains("bpf_xdp_adjust_head: r1"),
+        "{}",
+        err.reason
+    );
+    let tc = load("mov %r2, 4\ncall 44\nexit", ProgType::SchedCls, vec![]);
+    let err = run(
+        &tc,
+        Input::Packet {
+            packet: &pkt,
+            ctx: None,
+        },
+    )
+    .unwrap_err();
+    assert!(err.reason.contains("XDP helper"), "{}", err.reason);
+    let raw = fault_of(run_raw("mov %r2, 4\ncall 44\nexit", &mut [0u8; 64]));
+    assert!(raw.contains("bpf_xdp_adjust_head"), "{raw}");
+}
+
+#[test]
+fn redirects_record_the_target_and_return_the_types_action() {
+    let pkt = frame(40);
+    let redirect = |flags: u64| format!("mov %r1, 5\nmov %r2, {flags}\ncall 23\nexit");
+    let xdp = load(&redirect(0), ProgType::Xdp, vec![]);
+    let r = run_packet(&xdp, &pkt, None);
+    assert_eq!((r.retval, r.redirect), (4, Some(5)));
+    let xdp = load(&redirect(1), ProgType::Xdp, vec![]);
+    let r = run_packet(&xdp, &pkt, None);
+    assert_eq!((r.retval, r.redirect), (0, None));
+    let tc = load(&redirect(1), ProgType::SchedCls, vec![]);
+    let r = run_packet(&tc, &pkt, None);
+    assert_eq!((r.retval, r.redirect), (7, Some(5)));
+    let tc = load(&redirect(2), ProgType::SchedCls, vec![]);
+    assert_eq!(run_packet(&tc, &pkt, None).retval, 2);
+
+    let devmap = Map::create(MapDef::new(MapType::Devmap, 4, 4, 8)).unwrap();
+    devmap
+        .update(&1u32.to_ne_bytes(), &9u32.to_ne_bytes(), 0)
+        .unwrap();
+    let via_map = |key: u32, flags: u64| {
+        format!("lddw %r1, map_idx 0\nmov %r2, {key}\nmov %r3, {flags}\ncall 51\nexit")
+    };
+    let prog = load(&via_map(1, 0), ProgType::Xdp, vec![devmap.clone()]);
+    let r = run_packet(&prog, &pkt, None);
+    assert_eq!((r.retval, r.redirect), (4, Some(9)));
+    // An absent key returns the flags' action bits (XDP_PASS here).
+    let prog = load(&via_map(2, 2), ProgType::Xdp, vec![devmap.clone()]);
+    let r = run_packet(&prog, &pkt, None);
+    assert_eq!((r.retval, r.redirect), (2, None));
+    let prog = load(&via_map(1, 0x100), ProgType::Xdp, vec![devmap]);
+    assert_eq!(run_packet(&prog, &pkt, None).retval, 0);
+}
+
+// --- __sk_buff --------------------------------------------------------------
+
+fn be16_sum(bytes: &[u8]) -> u32 {
+    bytes
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum()
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+const IP_SRC: [u8; 4] = [10, 0, 0, 1];
+const IP_DST: [u8; 4] = [10, 0, 0, 2];
+const IP_NEW: [u8; 4] = [192, 168, 7, 9];
+
+/// Ethernet + IPv4 + UDP (ports 1234 -> 53) + payload, checksums valid.
+fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let payload = b"query!";
+    let udp_len = 8 + payload.len();
+    let mut p = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
+    let mut ip = vec![0x45, 0, 0, (20 + udp_len) as u8, 0, 1, 0, 0, 64, 17, 0, 0];
+    ip.extend(src);
+    ip.extend(dst);
+    let ip_sum = !fold(be16_sum(&ip));
+    ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+    p.extend(&ip);
+    let mut udp = sport.to_be_bytes().to_vec();
+    udp.extend(dport.to_be_bytes());
+    udp.extend((udp_len as u16).to_be_bytes());
+    udp.extend([0, 0]);
+    udp.extend(payload);
+    p.extend(&udp);
+    let sum = udp_checksum(&p);
+    p[40..42].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+/// The UDP checksum over the pseudo header and datagram of `p` (field
+/// taken as zero).
+fn udp_checksum(p: &[u8]) -> u16 {
+    let udp = &p[34..];
+    let mut pseudo = p[26..34].to_vec();
+    pseudo.extend([0, 17]);
+    pseudo.extend((udp.len() as u16).to_be_bytes());
+    let mut d = udp.to_vec();
+    d[6..8].fill(0);
+    match !fold(be16_sum(&pseudo) + be16_sum(&d)) {
+        0 => 0xffff,
+        s => s,
+    }
+}
+
+fn ip_checksum_ok(p: &[u8]) -> bool {
+    fold(be16_sum(&p[14..34])) == 0xffff
+}
+
+#[test]
+fn skb_load_bytes_reads_the_packet_and_clears_on_bad_offsets() {
+    let pkt = udp_packet(IP_SRC, IP_DST, 1234, 53);
+    // Load 8 bytes at `offset` to the stack and return them (or r0).
+    let prog = |offset: u32| {
+        format!(
+            "mov %r2, {offset}\nmov %r3, %r10\nadd %r3, -8\nstdw [%r10-8], -1\nmov %r4, 8\ncall 26\njne %r0, 0, +1\nldxdw %r0, [%r10-8]\nexit"
+        )
+    };
+    let p = load(&prog(26), ProgType::SchedCls, vec![]);
+    let r = run_packet(&p, &pkt, None);
+    assert_eq!(r.retval.to_ne_bytes(), pkt[26..34]);
+    let p = load(&prog(pkt.len() as u32 - 7), ProgType::SchedCls, vec![]);
+    assert_eq!(run_packet(&p, &pkt, None).retval, EFAULT);
+    // The destination is zeroed on failure.
+    let zeroed = prog(pkt.len() as u32 - 7).replace("jne %r0, 0, +1\n", "");
+    let p = load(&zeroed, ProgType::SchedCls, vec![]);
+    assert_eq!(run_packet(&p, &pkt, None).retval, 0);
+
+    // Relative loads: socket filters see data from the network header.
+    let rel = |offset: u32, start: u32| {
+        format!(
+            "mov %r2, {offset}\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 4\nmov %r5, {start}\ncall 68\njne %r0, 0, +1\nldxw %r0, [%r10-8]\nexit"
+        )
+    };
+    for t in [ProgType::SocketFilter, ProgType::SchedCls] {
+        let mac = load(&rel(6, 0), t, vec![]);
+        assert_eq!(
+            run_packet(&mac, &pkt, None).retval.to_ne_bytes()[..4],
+            pkt[6..10]
+        );
+        let net = load(&rel(12, 1), t, vec![]);
+        assert_eq!(
+            run_packet(&net, &pkt, None).retval.to_ne_bytes()[..4],
+            pkt[26..30]
+        );
+        let bad = load(&rel(0, 2), t, vec![]);
+        assert_eq!(run_packet(&bad, &pkt, None).retval, EFAULT);
+    }
+    let off_end = load(&rel(pkt.len() as u32 - 16, 1), ProgType::SchedCls, vec![]);
+    assert_eq!(run_packet(&off_end, &pkt, None).retval, EFAULT);
+}
+
+#[test]
+fn nat_rewrite_with_store_bytes_and_checksum_replace_keeps_checksums_valid() {
+    let pkt = udp_packet(IP_SRC, IP_DST, 1234, 53);
+    let old = u32::from_ne_bytes(IP_DST);
+    let new = u32::from_ne_bytes(IP_NEW);
+    let nat = format!(
+        "
+        mov %r6, %r1
+        stw [%r10-4], {new}
+        mov %r1, %r6
+        mov %r2, 30
+        mov %r3, %r10
+        add %r3, -4
+        mov %r4, 4
+        mov %r5, 2
+        call 9
+        jne %r0, 0, out
+        mov %r1, %r6
+        mov %r2, 24
+        mov %r3, {old}
+        mov %r4, {new}
+        mov %r5, 4
+        call 10
+        jne %r0, 0, out
+        mov %r1, %r6
+        mov %r2, 40
+        mov %r3, {old}
+        mov %r4, {new}
+        mov %r5, 0x14
+        call 11
+    out:
+        exit"
+    );
+    let prog = load(&nat, ProgType::SchedCls, vec![]);
+    let mut ctx = vec![0u8; 192];
+    ctx[68..72].copy_from_slice(&0xdeadu32.to_ne_bytes());
+    let r = run_packet(&prog, &pkt, Some(&ctx));
+    assert_eq!(r.retval, 0);
+    let expect_pkt = udp_packet(IP_SRC, IP_NEW, 1234, 53);
+    assert_eq!(r.data, expect_pkt);
+    assert!(ip_checksum_ok(&r.data));
+    assert_eq!(
+        u16::from_be_bytes([r.data[40], r.data[41]]),
+        udp_checksum(&r.data)
+    );
+    // BPF_F_INVALIDATE_HASH cleared __sk_buff.hash.
+    assert_eq!(&r.ctx[68..72], &[0; 4]);
+
+    // The 16-bit form: change the destination port.
+    let port = format!(
+        "
+        mov %r6, %r1
+        sth [%r10-2], {new_port}
+        mov %r1, %r6
+        mov %r2, 36
+        mov %r3, %r10
+        add %r3, -2
+        mov %r4, 2
+        mov %r5, 0
+        call 9
+        mov %r1, %r6
+        mov %r2, 40
+        mov %r3, {old_port}
+        mov %r4, {new_port}
+        mov %r5, 2
+        call 11
+        exit",
+        old_port = u16::from_ne_bytes(53u16.to_be_bytes()),
+        new_port = u16::from_ne_bytes(5353u16.to_be_bytes()),
+    );
+    let prog = load(&port, ProgType::SchedCls, vec![]);
+    let r = run_packet(&prog, &pkt, None);
+    assert_eq!(r.retval, 0);
+    assert_eq!(r.data, udp_packet(IP_SRC, IP_DST, 1234, 5353));
+}
+
+#[test]
+fn checksum_helpers_reject_bad_arguments_and_honour_mangled_0() {
+    let mut pkt = udp_packet(IP_SRC, IP_DST, 1234, 53);
+    let call = |id: u32, offset: u32, from: u64, to: u64, flags: u64| {
+        format!("mov %r2, {offset}\nlddw %r3, {from}\nlddw %r4, {to}\nmov %r5, {flags}\ncall {id}\nexit")
+    };
+    let cases = [
+        (call(10, 25, 0, 1, 4), EFAULT),               // odd offset
+        (call(10, 24, 0, 1, 3), EINVAL),               // field size 3
+        (call(10, 24, 1, 1, 0), EINVAL),               // diff form needs from == 0
+        (call(10, 24, 0, 1, 0x10), EINVAL),            // l4 flag on l3
+        (call(11, 40, 0, 1, 0x104), EINVAL),           // unknown flag
+        (call(11, pkt.len() as u32, 0, 1, 4), EFAULT), // past the end
+    ];
+    for (src, want) in cases {
+        let prog = load(&src, ProgType::SchedCls, vec![]);
+        let r = run_packet(&prog, &pkt, None);
+        assert_eq!(r.retval, want, "{src}");
+        assert_eq!(r.data, pkt);
+    }
+    // A zero UDP checksum ("none") stays zero with BPF_F_MARK_MANGLED_0 ...
+    pkt[40..42].fill(0);
+    let prog = load(&call(11, 40, 1, 2, 0x24), ProgType::SchedCls, vec![]);
+    assert_eq!(run_packet(&prog, &pkt, None).data, pkt);
+    // ... and a result of zero is written as 0xffff.
+    let sum = 0x1234u16;
+    pkt[40..42].copy_from_slice(&sum.to_ne_bytes());
+    // A diff equal to the old sum folds the new sum to 0: ~(~sum + sum).
+    let to = sum as u64;
+    let prog = load(&call(11, 40, 0, to, 0x20), ProgType::SchedCls, vec![]);
+    let r = run_packet(&prog, &pkt, None);
+    assert_eq!(&r.data[40..42], &[0xff, 0xff]);
+}
+
+#[test]
+fn csum_diff_matches_a_reference_sum() {
+    // from = buf[0..8], to = buf[8..20].
+    let mut buf: Vec<u8> = (0..24u8)
+        .map(|i| i.wrapping_mul(37).wrapping_add(11))
+        .collect();
+    let diff = |from_size: u32, to_size: u32, seed: u32, buf: &mut [u8]| {
+        let src = format!(
+            "mov %r3, %r1\nadd %r3, 8\nmov %r2, {from_size}\nmov %r4, {to_size}\nmov %r5, {seed}\ncall 28\nexit"
+        );
+        run_raw(&src, buf).unwrap()
+    };
+    // Ones' complement sums of 16-bit words as the CPU loads them.
+    let ne_sum = |b: &[u8]| -> u32 {
+        b.chunks(2)
+            .map(|c| u16::from_ne_bytes([c[0], c[1]]) as u32)
+            .sum()
+    };
+    let (from, to) = (buf[..8].to_vec(), buf[8..20].to_vec());
+    let r = diff(8, 12, 0, &mut buf);
+    assert!(r <= u32::MAX as u64);
+    // sum(to) - sum(from) in ones' complement = sum(to) + sum(~from).
+    let not_from: Vec<u8> = from.iter().map(|b| !b).collect();
+    assert_eq!(fold(r as u32), fold(ne_sum(&to) + ne_sum(&not_from)));
+    // Pushing data onto a seed.
+    let r = diff(0, 12, 0x10000, &mut buf);
+    assert_eq!(fold(r as u32), fold(ne_sum(&to) + 1));
+    assert_eq!(diff(2, 4, 0, &mut buf), EINVAL);
+    assert_eq!(diff(256, 260, 0, &mut buf), EINVAL);
+    let msg = fault_of(run_raw("mov %r2, 64\nmov %r4, 0\ncall 28\nexit", &mut buf));
+    assert!(msg.contains("bpf_csum_diff: r1"), "{msg}");
+}
+
+#[test]
+fn skb_change_tail_and_head_resize_the_packet_and_its_len() {
+    let pkt = udp_packet(IP_SRC, IP_DST, 1234, 53);
+    let call = |id: u32, arg: u32, flags: u64| {
+        format!("mov %r6, %r1\nmov %r2, {arg}\nmov %r3, {flags}\ncall {id}\nldxw %r1, [%r6]\nlsh %r0, 32\nor %r0, %r1\nexit")
+    };
+    let n = pkt.len() as u64;
+    let grow = load(&call(38, 100, 0), ProgType::SchedCls, vec![]);
+    let r = run_packet(&grow, &pkt, None);
+    assert_eq!(r.retval, 100);
+    let mut expect = pkt.clone();
+    expect.resize(100, 0);
+    assert_eq!(r.data, expect);
+    assert_eq!(u32::from_ne_bytes(r.ctx[..4].try_into().unwrap()), 100);
+
+    let trim = load(&call(38, 20, 0), ProgType::SchedCls, vec![]);
+    let r = run_packet(&trim, &pkt, None);
+    assert_eq!((r.retval, r.data), (20, pkt[..20].to_vec()));
+    // Never below the network header; no flags; bounded.
+    for (len, flags) in [(13, 0), (60, 1), (16065, 0)] {
+        let p = load(&call(38, len, flags), ProgType::SchedCls, vec![]);
+        let r = run_packet(&p, &pkt, None);
+        assert_eq!(r.retval, (EINVAL << 32) | n, "len {len} flags {flags}");
+    }
+
+    let head = load(&call(43, 4, 0), ProgType::SchedCls, vec![]);
+    let r = run_packet(&head, &pkt, None);
+    assert_eq!(r.retval, n + 4);
+    let mut expect = vec![0; 4];
+    expect.extend(&pkt);
+    assert_eq!(r.data, expect);
+    let flagged = load(&call(43, 4, 1), ProgType::SchedCls, vec![]);
+    assert_eq!(run_packet(&flagged, &pkt, None).retval, (EINVAL << 32) | n);
+
+    // pull_data: fine up to the packet's length.
+    let pull = |len: u32| format!("mov %r2, {len}\ncall 39\nexit");
+    let p = load(&pull(n as u32), ProgType::SchedCls, vec![]);
+    assert_eq!(run_packet(&p, &pkt, None).retval, 0);
+    let p = load(&pull(n as u32 + 1), ProgType::SchedCls, vec![]);
+    assert_eq!(run_packet(&p, &pkt, None).retval, -12i64 as u64);
+}
+
+#[test]
+fn get_hash_recalc_is_a_symmetric_flow_hash_stored_in_the_skb() {
+    let prog = load("call 34\nexit", ProgType::SchedCls, vec![]);
+    let a = run_packet(&prog, &udp_packet(IP_SRC, IP_DST, 1234, 53), None);
+    let back = run_packet(&prog, &udp_packet(IP_DST, IP_SRC, 53, 1234), None);
+    let other = run_packet(&prog, &udp_packet(IP_SRC, IP_DST, 1235, 53), None);
+    assert_ne!(a.retval, 0);
+    assert_eq!(a.retval, back.retval);
+    assert_ne!(a.retval, other.retval);
+    assert_eq!(
+        u32::from_ne_bytes(a.ctx[68..72].try_into().unwrap()) as u64,
+        a.retval
+    );
+    // The payload is not part of the flow.
+    let mut same_flow = udp_packet(IP_SRC, IP_DST, 1234, 53);
+    *same_flow.last_mut().unwrap() ^= 0xff;
+    assert_eq!(run_packet(&prog, &same_flow, None).retval, a.retval);
+}
+
+#[test]
+fn skb_helpers_refuse_xdp_programs() {
+    let pkt = frame(40);
+    let prog = load(
+        "mov %r2, 0\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 8\ncall 26\nexit",
+        ProgType::Xdp,
+        vec![],
+    );
+    let err = run(
+        &prog,
+        Input::Packet {
+            packet: &pkt,
+            ctx: None,
+        },
+    )
+    .unwrap_err();
+    assert!(err.reason.contains("bpf_skb_load_bytes"), "{}", err.reason);
+    // And an unwritable destination is a fault naming r3.
+    let prog = load(
+        "mov %r2, 0\nlddw %r3, 0x1000\nmov %r4, 8\ncall 26\nexit",
+        ProgType::SchedCls,
+        vec![],
+    );
+    let err = run(
+        &prog,
+        Input::Packet {
+            packet: &pkt,
+            ctx: None,
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.reason.contains("bpf_skb_load_bytes: r3"),
+        "{}",
+        err.reason
+    );
+}
