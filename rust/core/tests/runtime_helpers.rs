@@ -7,6 +7,7 @@ use ebpfvm_core::asm::assemble;
 use ebpfvm_core::error::ExecError;
 use ebpfvm_core::interp::{Executable, LoadOptions};
 use ebpfvm_core::kernel::helper_protos::helper_id;
+use ebpfvm_core::maps::perf_event_array::PerfEventArray;
 use ebpfvm_core::maps::ringbuf::RingBuf;
 use ebpfvm_core::maps::{cpu, Map, MapDef, MapType};
 use ebpfvm_core::program::Program;
@@ -113,6 +114,15 @@ fn registered_ids_are_the_kernels() {
         "redirect_map",
         "spin_lock",
         "spin_unlock",
+        "perf_event_output",
+        "sk_storage_get",
+        "sk_storage_delete",
+        "task_storage_get",
+        "task_storage_delete",
+        "inode_storage_get",
+        "inode_storage_delete",
+        "cgrp_storage_get",
+        "cgrp_storage_delete",
     ] {
         let id = helper_id(name).unwrap_or_else(|| panic!("the kernel has no helper {name}"));
         assert!(reg.contains(id), "{name} (id {id}) is not registered");
@@ -1260,4 +1270,127 @@ fn skb_helpers_refuse_xdp_programs() {
         "{}",
         err.reason
     );
+}
+
+// --- perf event output --------------------------------------------------------
+
+fn perf_samples(m: &Map) -> Vec<(u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    m.downcast::<PerfEventArray>()
+        .unwrap()
+        .consume(&mut |cpu, data| out.push((cpu, data.to_vec())));
+    out
+}
+
+#[test]
+fn perf_event_output_writes_to_the_running_cpus_slot() {
+    let perf = Map::create(MapDef::new(MapType::PerfEventArray, 4, 4, 4)).unwrap();
+    // The sample is the 8-byte buffer the program runs on.
+    let output = |flags: u64| {
+        format!(
+            "mov %r4, %r1\nlddw %r2, map_idx 0\nlddw %r3, {flags:#x}\nmov %r5, 8\ncall 25\nexit"
+        )
+    };
+    let this_cpu = cpu::with_cpu(1, cpu::current_cpu);
+    let run_on_cpu = |flags: u64| {
+        let prog = load(&output(flags), ProgType::Raw, vec![perf.clone()]);
+        let mut buf = 0x0102030405060708u64.to_ne_bytes();
+        cpu::with_cpu(1, || run(&prog, Input::Memory(&mut buf)).unwrap().retval)
+    };
+    let sample = 0x0102030405060708u64.to_ne_bytes().to_vec();
+    assert_eq!(run_on_cpu(0xffff_ffff), 0);
+    assert_eq!(perf_samples(&perf), vec![(this_cpu, sample.clone())]);
+    assert_eq!(run_on_cpu(this_cpu as u64), 0);
+    assert_eq!(perf_samples(&perf), vec![(this_cpu, sample)]);
+    // Another CPU's slot, a slot past the array, unknown flag bits, and a
+    // packet length for a program without a packet.
+    let other = (this_cpu as u64 + 1) % 4;
+    assert_eq!(run_on_cpu(other), -95i64 as u64);
+    assert_eq!(run_on_cpu(9), -7i64 as u64);
+    assert_eq!(run_on_cpu(1 << 60 | 0xffff_ffff), EINVAL);
+    assert_eq!(run_on_cpu(4 << 32 | 0xffff_ffff), EINVAL);
+    assert!(perf_samples(&perf).is_empty());
+
+    // XDP: the first (flags >> 32) packet bytes follow the sample.
+    let xdp = "
+        mov %r6, %r1
+        stdw [%r10-8], 0x77
+        mov %r1, %r6
+        lddw %r2, map_idx 0
+        lddw %r3, 0x6ffffffff
+        mov %r4, %r10
+        add %r4, -8
+        mov %r5, 8
+        call 25
+        exit";
+    let prog = load(xdp, ProgType::Xdp, vec![perf.clone()]);
+    let pkt = frame(40);
+    let r = cpu::with_cpu(1, || run_packet(&prog, &pkt, None));
+    assert_eq!(r.retval, 0);
+    let mut expect = 0x77u64.to_ne_bytes().to_vec();
+    expect.extend(&pkt[..6]);
+    assert_eq!(perf_samples(&perf), vec![(this_cpu, expect)]);
+    let too_long = xdp.replace("0x6ffffffff", "0x29ffffffff");
+    let prog = load(&too_long, ProgType::Xdp, vec![perf.clone()]);
+    assert_eq!(run_packet(&prog, &pkt, None).retval, EFAULT);
+
+    let array = Map::create(MapDef::new(MapType::Array, 4, 8, 1)).unwrap();
+    let prog = load(&output(0xffff_ffff), ProgType::Raw, vec![array]);
+    let err = run(&prog, Input::Memory(&mut [0u8; 8])).unwrap_err();
+    assert!(
+        err.reason.contains("not a perf_event_array"),
+        "{}",
+        err.reason
+    );
+}
+
+// --- local storage ------------------------------------------------------------
+
+#[test]
+fn storage_get_creates_finds_and_deletes_per_owner_values() {
+    let mut def = MapDef::new(MapType::SkStorage, 4, 8, 0);
+    def.flags = 1; // BPF_F_NO_PREALLOC
+    let sk = Map::create(def).unwrap();
+    // r0 = the value for owner `owner` (get with `flags`, init from the
+    // buffer when `init`), then `*value += 1` and return the new count.
+    let get = |owner: u64, flags: u64, init: bool| {
+        let init = if init { "mov %r3, %r1" } else { "mov %r3, 0" };
+        format!(
+            "{init}\nlddw %r1, map_idx 0\nlddw %r2, {owner:#x}\nmov %r4, {flags}\ncall 107\njeq %r0, 0, +4\nldxdw %r1, [%r0]\nadd %r1, 1\nstxdw [%r0], %r1\nmov %r0, %r1\nexit"
+        )
+    };
+    let go = |src: String| {
+        let prog = load(&src, ProgType::Raw, vec![sk.clone()]);
+        let mut init = 100u64.to_ne_bytes();
+        run(&prog, Input::Memory(&mut init)).unwrap().retval
+    };
+    assert_eq!(go(get(0xabc, 0, false)), 0, "no value without F_CREATE");
+    assert_eq!(go(get(0xabc, 1, false)), 1, "created zeroed");
+    assert_eq!(go(get(0xabc, 0, false)), 2, "found again");
+    assert_eq!(
+        go(get(0xdef, 1, true)),
+        101,
+        "created from the initial value"
+    );
+    assert_eq!(go(get(0, 1, false)), 0, "NULL owner");
+    assert_eq!(go(get(0xabc, 2, false)), 0, "unknown flags");
+    // User space sees the owner's value under its id.
+    assert_eq!(
+        sk.lookup(&0xabcu32.to_le_bytes()).unwrap(),
+        2u64.to_ne_bytes()
+    );
+
+    let delete = |owner: u64| format!("lddw %r1, map_idx 0\nlddw %r2, {owner:#x}\ncall 108\nexit");
+    assert_eq!(go(delete(0xabc)), 0);
+    assert_eq!(go(delete(0xabc)), -2i64 as u64);
+    assert_eq!(go(delete(0)), EINVAL);
+    assert_eq!(go(get(0xabc, 0, false)), 0);
+
+    // The map must be of the helper's kind.
+    let mut def = MapDef::new(MapType::TaskStorage, 4, 8, 0);
+    def.flags = 1;
+    let task = Map::create(def).unwrap();
+    let prog = load(&get(1, 1, false), ProgType::Raw, vec![task]);
+    let err = run(&prog, Input::Memory(&mut [0u8; 8])).unwrap_err();
+    assert!(err.reason.contains("not a sk_storage"), "{}", err.reason);
 }

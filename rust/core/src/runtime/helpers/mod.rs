@@ -13,8 +13,10 @@ use crate::helpers::{HelperError, HelperMemory, HelperRegistry};
 
 use super::{Environment, RunState};
 
+mod local_storage;
 mod maps;
 mod packet;
+mod perf;
 mod ringbuf;
 mod strings;
 mod sync;
@@ -39,6 +41,8 @@ pub fn kernel_helpers(env: &Arc<Environment>) -> HelperRegistry {
         .chain(ringbuf::HELPERS)
         .chain(sync::HELPERS)
         .chain(packet::HELPERS)
+        .chain(perf::HELPERS)
+        .chain(local_storage::HELPERS)
     {
         add(&mut reg, env, id, f);
     }
