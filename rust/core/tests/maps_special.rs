@@ -207,8 +207,8 @@ fn bloom_filter_options_and_errors() {
 // ---------------------------------------------------------------- LPM trie
 
 mod lpm {
-    use super::*;
     use super::Rng;
+    use super::*;
     use proptest::prelude::{any, proptest, ProptestConfig};
     use std::collections::BTreeMap;
 
@@ -538,7 +538,16 @@ fn ringbuf_output_consume_and_query() {
     );
     assert_eq!(first, vec![b"hello".to_vec()]);
     assert_eq!(r.query(BPF_RB_CONS_POS), 16);
-    assert_eq!(drain(r), vec![vec![], vec![7u8; 20]]);
+    // A callback that consumes again gets nothing instead of deadlocking.
+    let mut nested = None;
+    assert_eq!(
+        r.consume(&mut |_| {
+            nested = Some(r.consume(&mut |_| true));
+            true
+        }),
+        2
+    );
+    assert_eq!(nested, Some(0));
     assert_eq!(r.query(BPF_RB_AVAIL_DATA), 0);
     assert!(matches!(r.output(b"x", 4), Err(MapError::Invalid(_))));
     assert!(matches!(m.lookup(&[]), Err(MapError::Unsupported(_))));

@@ -18,7 +18,7 @@
 use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use super::reference_maps::{check_create_flags, def_error, BPF_F_NUMA_NODE};
@@ -382,9 +382,15 @@ impl RingBuf {
     /// Calls `f` on each committed record in reservation order, skipping
     /// discarded ones and stopping at the first record still busy, or after
     /// the record for which `f` returns false. Returns the number of
-    /// records passed to `f`.
+    /// records passed to `f` (0 if another consumer is running).
     pub fn consume(&self, f: &mut dyn FnMut(&[u8]) -> bool) -> usize {
-        let _consumer = self.consumer_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // One consumer at a time: a second one (or `f` calling back in)
+        // gets nothing rather than blocking.
+        let _consumer = match self.consumer_lock.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return 0,
+        };
         let mut cons = self.consumer_pos.0.load(Ordering::Acquire);
         let mut count = 0;
         loop {
