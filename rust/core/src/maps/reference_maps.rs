@@ -397,7 +397,10 @@ impl ReferenceMap {
 
     fn check_value(&self, value: &[u8]) -> Result<(), MapError> {
         if self.def.map_type == MapType::Cpumap {
-            let qsize = u32::from_le_bytes(value[..4].try_into().unwrap_or_default());
+            let qsize = value
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u32::from_le_bytes);
             if qsize > CPUMAP_MAX_QSIZE {
                 return Err(MapError::invalid(format!(
                     "cpumap queue size {qsize} exceeds {CPUMAP_MAX_QSIZE}"
@@ -437,7 +440,7 @@ impl MapImpl for ReferenceMap {
         check_update_flags(flags)?;
         self.check_value(value)?;
         // A cpumap entry with queue size 0 is no entry at all.
-        if self.def.map_type == MapType::Cpumap && value[..4] == [0; 4] {
+        if self.def.map_type == MapType::Cpumap && value.get(..4) == Some(&[0; 4]) {
             return match self.delete(key) {
                 Err(MapError::NotFound) | Ok(()) => Ok(()),
                 Err(e) => Err(e),
