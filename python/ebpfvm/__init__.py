@@ -24,14 +24,32 @@ from ebpfvm._core import (
     MapError,
     Program,
     ProgramError,
+    RunResult,
     VerifierError,
     VMMemory,
     assemble,
     disassemble,
 )
 from ebpfvm._helpers import Helper, NativeHelper
+from ebpfvm._object import (
+    BPF,
+    GlobalData,
+    Object,
+    ObjectProgram,
+    TcAction,
+    XdpAction,
+    read_trace,
+)
 
 __all__ = [
+    "BPF",
+    "GlobalData",
+    "Object",
+    "ObjectProgram",
+    "RunResult",
+    "TcAction",
+    "XdpAction",
+    "read_trace",
     "DEFAULT_MAX_INSTRUCTIONS",
     "MAX_CALL_FRAMES",
     "MAX_PROGRAM_LEN",

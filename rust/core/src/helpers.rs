@@ -81,6 +81,13 @@ impl HelperRegistry {
         Ok(())
     }
 
+    /// Adds every helper of `other`, replacing those with the same id.
+    pub fn extend(&mut self, other: &HelperRegistry) {
+        for (&id, h) in &other.by_id {
+            self.by_id.insert(id, h.clone());
+        }
+    }
+
     pub fn contains(&self, id: u32) -> bool {
         self.by_id.contains_key(&id)
     }

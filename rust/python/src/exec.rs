@@ -6,8 +6,13 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use std::sync::Arc;
+
 use ebpfvm_core::error::ExecError;
-use ebpfvm_core::interp::{RunOutcome, Runner};
+use ebpfvm_core::interp::{Region, RunOutcome, Runner};
+use ebpfvm_core::progtype::ProgType;
+use ebpfvm_core::runtime::run::{self, Input, RunResult};
+use ebpfvm_core::runtime::{self, context, Environment, LoadedProgram};
 use ebpfvm_jit::engine::{Engine, EngineKind};
 
 use crate::errors::{exec_error, guard};
@@ -15,7 +20,10 @@ use crate::errors::{exec_error, guard};
 /// A loaded program, ready to run. Safe to share between threads.
 #[pyclass(frozen, module = "ebpfvm", name = "Executable")]
 pub struct PyExecutable {
-    pub(crate) inner: Engine,
+    pub(crate) inner: Arc<Engine>,
+    /// Set for programs loaded with a program type or maps: how to run
+    /// them as the kernel would (context, packet, tail calls).
+    loaded: Option<Arc<LoadedProgram>>,
     /// Helper objects (and what C pointers point into) kept alive.
     _keepalive: Vec<Py<PyAny>>,
     /// Whether a run *can* take long: only programs with loops, calls or
@@ -42,12 +50,149 @@ impl PyExecutable {
             || calls_helpers
             || prog.functions().len() > 1;
         PyExecutable {
-            inner,
+            inner: Arc::new(inner),
+            loaded: None,
             _keepalive: keepalive,
             may_run_long,
             last_instructions: AtomicU64::new(u64::MAX),
             calls_helpers,
         }
+    }
+
+    /// A program loaded to run as `prog_type` with its maps' `regions`.
+    pub fn typed(
+        inner: Engine,
+        keepalive: Vec<Py<PyAny>>,
+        name: String,
+        prog_type: ProgType,
+        regions: Vec<Region>,
+        env: Arc<Environment>,
+    ) -> Self {
+        let mut exe = PyExecutable::new(inner, keepalive);
+        exe.loaded = Some(Arc::new(LoadedProgram {
+            id: runtime::next_program_id(),
+            name,
+            prog_type,
+            runner: exe.inner.clone(),
+            regions,
+            env,
+        }));
+        exe
+    }
+
+    pub(crate) fn loaded(&self) -> Option<&Arc<LoadedProgram>> {
+        self.loaded.as_ref()
+    }
+
+    /// Runs a typed program through the run-time: packet programs on a
+    /// copy of the packet, tracing programs on a copy of their context,
+    /// raw programs on the buffer itself.
+    fn run_typed(
+        &self,
+        py: Python<'_>,
+        loaded: &Arc<LoadedProgram>,
+        mem: Option<&Bound<'_, PyAny>>,
+        ctx: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let t = loaded.prog_type;
+        let ctx_bytes = match ctx.filter(|c| !c.is_none()) {
+            Some(c) => match c.cast::<pyo3::types::PyDict>() {
+                Ok(d) => Some(context_from_dict(t, d)?),
+                Err(_) => Some(crate::buffer_bytes(c)?),
+            },
+            None => None,
+        };
+        if t == ProgType::Raw {
+            if ctx_bytes.is_some() {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "raw programs take no context: pass the memory only",
+                ));
+            }
+            let mut view = None;
+            let mut owned = Vec::new();
+            let (ptr, len) = match mem.filter(|m| !m.is_none()) {
+                None => (std::ptr::null_mut(), 0),
+                Some(obj) => {
+                    let v = BufferView::get(obj)?;
+                    if v.readonly {
+                        // SAFETY: readable while the view is held.
+                        owned = unsafe { std::slice::from_raw_parts(v.ptr, v.len) }.to_vec();
+                        (owned.as_mut_ptr(), owned.len())
+                    } else {
+                        let p = (v.ptr as *mut u8, v.len);
+                        view = Some(v);
+                        p
+                    }
+                }
+            };
+            let (ptr, len) = (ptr as usize, len);
+            let r = self.finish_typed(
+                py,
+                move |l| {
+                    // SAFETY: a writable export held until after the run, or
+                    // our own copy.
+                    let buf = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, len) };
+                    run::run(l, Input::Memory(buf))
+                },
+                loaded,
+            );
+            drop(view);
+            drop(owned);
+            return Ok(r?.retval.into_pyobject(py)?.into_any().unbind());
+        }
+        let data = match mem.filter(|m| !m.is_none()) {
+            Some(m) => crate::buffer_bytes(m)?,
+            None => Vec::new(),
+        };
+        let result = if context::layout(t).is_some() {
+            self.finish_typed(
+                py,
+                |l| {
+                    run::run(
+                        l,
+                        Input::Packet {
+                            packet: &data,
+                            ctx: ctx_bytes.as_deref(),
+                        },
+                    )
+                },
+                loaded,
+            )?
+        } else {
+            // Tracing and other context-only types: the context is the
+            // argument (`ctx=`, or the first argument for convenience).
+            let c = ctx_bytes.unwrap_or(data);
+            self.finish_typed(py, |l| run::run(l, Input::Context(&c)), loaded)?
+        };
+        Ok(Py::new(
+            py,
+            crate::object::PyRunResult {
+                result,
+                prog_type: t,
+            },
+        )?
+        .into_any())
+    }
+
+    fn finish_typed(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Arc<LoadedProgram>) -> Result<RunResult, ExecError> + Send,
+        loaded: &Arc<LoadedProgram>,
+    ) -> PyResult<RunResult> {
+        let release = self.releases_gil();
+        let result = guard(py, || {
+            Ok(if release {
+                py.detach(|| f(loaded))
+            } else {
+                f(loaded)
+            })
+        })?;
+        if let Ok(o) = &result {
+            self.last_instructions
+                .store(o.instructions, Ordering::Relaxed);
+        }
+        result.map_err(|e| exec_error(py, e))
     }
 
     fn execute(&self, py: Python<'_>, mem: Option<&Bound<'_, PyAny>>) -> PyResult<RunOutcome> {
@@ -146,14 +291,64 @@ impl PyExecutable {
 #[pymethods]
 impl PyExecutable {
     /// Runs the program with `mem` as its input buffer and returns r0.
-    #[pyo3(signature = (mem = None))]
-    fn run(&self, py: Python<'_>, mem: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
-        Ok(self.execute(py, mem)?.r0)
+    /// Programs of a packet type (xdp, socket_filter, sched_cls, ...) run on
+    /// a copy of the packet `mem` and return a `RunResult` (return value,
+    /// packet and context after the run); `ctx` gives the initial context
+    /// structure's bytes. Tracing programs get `ctx` (or `mem`) as their
+    /// context.
+    #[pyo3(signature = (mem = None, ctx = None))]
+    fn run(
+        &self,
+        py: Python<'_>,
+        mem: Option<&Bound<'_, PyAny>>,
+        ctx: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        if let Some(l) = &self.loaded {
+            return self.run_typed(py, l, mem, ctx);
+        }
+        if ctx.is_some_and(|c| !c.is_none()) {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "ctx= needs a program loaded with a program type",
+            ));
+        }
+        Ok(self
+            .execute(py, mem)?
+            .r0
+            .into_pyobject(py)?
+            .into_any()
+            .unbind())
+    }
+
+    /// The program type this executable runs as, or None for plain
+    /// programs (r1 = memory, r2 = its length).
+    #[getter]
+    fn prog_type(&self) -> Option<&'static str> {
+        self.loaded.as_ref().map(|l| l.prog_type.name())
+    }
+
+    /// Program id (programs loaded with a type), as a program array reports.
+    #[getter]
+    fn id(&self) -> Option<u32> {
+        self.loaded.as_ref().map(|l| l.id)
     }
 
     /// Like `run`, also returning the number of instructions executed.
     #[pyo3(signature = (mem = None))]
     fn run_counted(&self, py: Python<'_>, mem: Option<&Bound<'_, PyAny>>) -> PyResult<(u64, u64)> {
+        if let Some(l) = &self.loaded {
+            if l.prog_type != ProgType::Raw {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "run_counted is for raw programs; RunResult.instructions has the count for typed ones",
+                ));
+            }
+            let data = match mem.filter(|m| !m.is_none()) {
+                Some(m) => crate::buffer_bytes(m)?,
+                None => Vec::new(),
+            };
+            let mut data = data;
+            let r = self.finish_typed(py, |l| run::run(l, Input::Memory(&mut data)), l)?;
+            return Ok((r.retval, r.instructions));
+        }
         let o = self.execute(py, mem)?;
         Ok((o.r0, o.instructions))
     }
@@ -254,6 +449,57 @@ impl PyExecutable {
             self.inner.program().len()
         )
     }
+}
+
+/// The public context structure of a `t` program with the named fields of
+/// `d` set (`{"ingress_ifindex": 3}`, `{"mark": 1, "cb": [1, 2]}`).
+fn context_from_dict(t: ProgType, d: &Bound<'_, pyo3::types::PyDict>) -> PyResult<Vec<u8>> {
+    let desc = ebpfvm_core::kernel::contexts::context_for(t).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "{t} programs have no named context fields; pass the context as bytes"
+        ))
+    })?;
+    let mut out = vec![0u8; desc.size as usize];
+    for (k, v) in d.iter() {
+        let name: String = k.extract()?;
+        let values: Vec<(String, u64)> = match v.extract::<Vec<u64>>() {
+            Ok(list) => list
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| (format!("{name}[{i}]"), x))
+                .collect(),
+            Err(_) => vec![(
+                name.clone(),
+                v.extract::<u64>().map_err(|_| {
+                    pyo3::exceptions::PyTypeError::new_err(format!(
+                        "context field {name:?} takes an int (or a list of ints for arrays)"
+                    ))
+                })?,
+            )],
+        };
+        for (field, value) in values {
+            let f = desc
+                .fields
+                .iter()
+                .find(|f| f.name == field)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = desc.fields.iter().map(|f| f.name).collect();
+                    pyo3::exceptions::PyKeyError::new_err(format!(
+                        "{} has no field {field:?} (fields: {})",
+                        desc.c_type,
+                        names.join(", ")
+                    ))
+                })?;
+            let (o, n) = (f.offset as usize, (f.size as usize).min(8));
+            if n < 8 && value >> (8 * n) != 0 {
+                return Err(pyo3::exceptions::PyOverflowError::new_err(format!(
+                    "{value} does not fit the {n}-byte field {field}"
+                )));
+            }
+            out[o..o + n].copy_from_slice(&value.to_le_bytes()[..n]);
+        }
+    }
+    Ok(out)
 }
 
 /// A held buffer export (released on drop, with the GIL held).

@@ -6,13 +6,17 @@ mod errors;
 mod exec;
 mod helpers;
 mod maps;
+mod object;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use ebpfvm_core::{asm, disasm, interp, program};
+use ebpfvm_core::maps::Map;
+use ebpfvm_core::progtype::ProgType;
+use ebpfvm_core::{asm, disasm, interp, program, runtime};
 
 use crate::errors::{assembler_error, guard, program_error, Error};
 
@@ -62,34 +66,182 @@ fn disassemble(py: Python<'_>, code: &Bound<'_, PyAny>) -> PyResult<String> {
 #[pyo3(signature = (_arg = None))]
 fn _noop(_arg: Option<&Bound<'_, PyAny>>) {}
 
+/// What a program from an object file (or assembled for a program type)
+/// knows beyond its instructions.
+#[derive(Clone, Default)]
+pub(crate) struct ProgramMeta {
+    pub(crate) name: String,
+    pub(crate) section: Option<String>,
+    pub(crate) prog_type: Option<ProgType>,
+    /// The maps `lddw map_idx N` / `map_fd N` refer to, by index.
+    pub(crate) maps: Vec<Arc<Map>>,
+    /// (instruction, "file:line: source") from BTF line info.
+    pub(crate) line_info: Vec<(usize, String)>,
+}
+
 /// A decoded, structurally checked eBPF program.
 #[pyclass(frozen, module = "ebpfvm", name = "Program")]
 pub struct PyProgram {
     pub(crate) inner: Arc<program::Program>,
+    pub(crate) meta: ProgramMeta,
+}
+
+impl PyProgram {
+    pub(crate) fn with_meta(p: program::Program, meta: ProgramMeta) -> Self {
+        PyProgram {
+            inner: Arc::new(p),
+            meta,
+        }
+    }
+}
+
+/// Maps given from Python: core maps or views with a `core` attribute.
+fn extract_maps(maps: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Arc<Map>>> {
+    let Some(maps) = maps.filter(|m| !m.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for item in maps.try_iter()? {
+        let item = item?;
+        let core = if item.is_instance_of::<maps::PyMap>() {
+            item
+        } else {
+            item.getattr("core").map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err(format!(
+                    "maps must be ebpfvm maps, got {}",
+                    item.get_type()
+                        .name()
+                        .map(|n| n.to_string())
+                        .unwrap_or_default()
+                ))
+            })?
+        };
+        let m: PyRef<'_, maps::PyMap> = core.extract()?;
+        out.push(m.inner().clone());
+    }
+    Ok(out)
+}
+
+fn parse_prog_type(name: Option<&str>) -> PyResult<Option<ProgType>> {
+    name.map(|n| {
+        ProgType::from_name(n).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown program type {n:?} (use a kernel name such as \"xdp\", \"socket_filter\", \"sched_cls\", \"kprobe\", or \"raw\")"
+            ))
+        })
+    })
+    .transpose()
 }
 
 #[pymethods]
 impl PyProgram {
     #[new]
-    #[pyo3(signature = (code, *, max_len = program::DEFAULT_MAX_LEN))]
-    fn new(py: Python<'_>, code: &Bound<'_, PyAny>, max_len: usize) -> PyResult<Self> {
+    #[pyo3(signature = (code, *, max_len = program::DEFAULT_MAX_LEN, prog_type = None, maps = None))]
+    fn new(
+        py: Python<'_>,
+        code: &Bound<'_, PyAny>,
+        max_len: usize,
+        prog_type: Option<&str>,
+        maps: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let bytes = buffer_bytes(code)?;
+        let meta = ProgramMeta {
+            prog_type: parse_prog_type(prog_type)?,
+            maps: extract_maps(maps)?,
+            ..ProgramMeta::default()
+        };
         guard(py, || {
             let p = program::Program::from_bytes_with_limit(&bytes, max_len)
                 .map_err(|e| program_error(py, &e))?;
-            Ok(PyProgram { inner: Arc::new(p) })
+            Ok(PyProgram::with_meta(p, meta))
         })
     }
 
-    /// Assembles `text` and checks the result.
+    /// Assembles `text` and checks the result. `prog_type` makes it run as
+    /// that kind of kernel program (its context, its helpers); `maps` are
+    /// what `lddw map_fd N` / `map_idx N` refer to.
     #[staticmethod]
-    #[pyo3(signature = (text, *, max_len = program::DEFAULT_MAX_LEN))]
-    fn from_asm(py: Python<'_>, text: &str, max_len: usize) -> PyResult<Self> {
+    #[pyo3(signature = (text, *, max_len = program::DEFAULT_MAX_LEN, prog_type = None, maps = None))]
+    fn from_asm(
+        py: Python<'_>,
+        text: &str,
+        max_len: usize,
+        prog_type: Option<&str>,
+        maps: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let meta = ProgramMeta {
+            prog_type: parse_prog_type(prog_type)?,
+            maps: extract_maps(maps)?,
+            ..ProgramMeta::default()
+        };
         guard(py, || {
             let insns = asm::assemble(text).map_err(|e| assembler_error(py, &e))?;
             let p =
                 program::Program::from_insns(insns, max_len).map_err(|e| program_error(py, &e))?;
-            Ok(PyProgram { inner: Arc::new(p) })
+            Ok(PyProgram::with_meta(p, meta))
+        })
+    }
+
+    /// One program of the object file at `path`: the only one, the only
+    /// one in `section`, or the function `name`. Its maps are created with
+    /// it (use `ebpfvm.Object` to reach them from Python).
+    #[staticmethod]
+    #[pyo3(signature = (path, section = None, name = None, *, prog_type = None))]
+    fn from_elf<'py>(
+        py: Python<'py>,
+        path: PathBuf,
+        section: Option<&str>,
+        name: Option<&str>,
+        prog_type: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let obj = py
+            .import("ebpfvm")?
+            .getattr("Object")?
+            .call_method1("open", (path,))?;
+        let p = obj.call_method1("program", (name, section))?;
+        let prog = p.getattr("program")?;
+        match prog_type {
+            Some(t) => prog.call_method1("with_type", (t,)),
+            None => Ok(prog),
+        }
+    }
+
+    /// The maps the program is bound to (index = `map_idx`).
+    #[getter]
+    fn maps(&self) -> Vec<maps::PyMap> {
+        self.meta
+            .maps
+            .iter()
+            .cloned()
+            .map(maps::PyMap::new)
+            .collect()
+    }
+
+    /// The C function name (programs from objects), else "".
+    #[getter]
+    fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    /// The ELF section the program came from, if any.
+    #[getter]
+    fn section(&self) -> Option<&str> {
+        self.meta.section.as_deref()
+    }
+
+    /// The program type ("xdp", "socket_filter", ...), or None when unknown.
+    #[getter]
+    fn prog_type(&self) -> Option<&'static str> {
+        self.meta.prog_type.map(|t| t.name())
+    }
+
+    /// The same program, to be run as `prog_type`.
+    fn with_type(&self, prog_type: &str) -> PyResult<Self> {
+        let mut meta = self.meta.clone();
+        meta.prog_type = parse_prog_type(Some(prog_type))?;
+        Ok(PyProgram {
+            inner: self.inner.clone(),
+            meta,
         })
     }
 
@@ -167,16 +319,46 @@ impl PyProgram {
             ));
         }
         let (registry, keepalive) = helpers::build_registry(py, helpers)?;
-        let opts = interp::LoadOptions {
-            helpers: registry,
-            unwind_helper,
-            max_instructions: max_instructions.unwrap_or(interp::DEFAULT_MAX_INSTRUCTIONS),
-            ..interp::LoadOptions::default()
-        };
+        let max_instructions = max_instructions.unwrap_or(interp::DEFAULT_MAX_INSTRUCTIONS);
+        if self.meta.prog_type.is_none() && self.meta.maps.is_empty() {
+            let opts = interp::LoadOptions {
+                helpers: registry,
+                unwind_helper,
+                max_instructions,
+                ..interp::LoadOptions::default()
+            };
+            return guard(py, || {
+                let exe = ebpfvm_jit::engine::Engine::load(kind, self.inner.clone(), opts)
+                    .map_err(|e| program_error(py, &e))?;
+                Ok(exec::PyExecutable::new(exe, keepalive))
+            });
+        }
+        // A kernel-style program: its context, maps and kernel helpers
+        // (helpers given here replace kernel ones with the same id).
+        let prog_type = self.meta.prog_type.unwrap_or(ProgType::Raw);
+        let maps = self.meta.maps.clone();
         guard(py, || {
-            let exe = ebpfvm_jit::engine::Engine::load(kind, self.inner.clone(), opts)
+            let prepared = runtime::prepare(&self.inner, prog_type, &maps)
                 .map_err(|e| program_error(py, &e))?;
-            Ok(exec::PyExecutable::new(exe, keepalive))
+            let env = runtime::Environment::new(maps.clone());
+            let mut all = runtime::helpers::kernel_helpers(&env);
+            all.extend(&registry);
+            let opts = interp::LoadOptions {
+                helpers: all,
+                unwind_helper,
+                max_instructions,
+                input_may_move: true,
+            };
+            let engine = ebpfvm_jit::engine::Engine::load(kind, Arc::new(prepared), opts)
+                .map_err(|e| program_error(py, &e))?;
+            Ok(exec::PyExecutable::typed(
+                engine,
+                keepalive,
+                self.meta.name.clone(),
+                prog_type,
+                runtime::map_regions(&maps),
+                env,
+            ))
         })
     }
 }
@@ -191,6 +373,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<exec::PyExecutable>()?;
     m.add_class::<helpers::VMMemory>()?;
     maps::register(m)?;
+    object::register(m)?;
     m.add("MAX_PROGRAM_LEN", program::DEFAULT_MAX_LEN)?;
     m.add("DEFAULT_MAX_INSTRUCTIONS", interp::DEFAULT_MAX_INSTRUCTIONS)?;
     m.add("STACK_FRAME_SIZE", ebpfvm_core::isa::STACK_FRAME_SIZE)?;

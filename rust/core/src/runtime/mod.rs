@@ -19,8 +19,17 @@ use crate::progtype::ProgType;
 
 pub mod context;
 pub mod helpers;
+pub mod object;
 pub mod run;
 pub mod trace;
+
+static NEXT_PROGRAM_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// A fresh program id (what the kernel shows in `bpftool prog`, and what
+/// a program array reports for a slot).
+pub fn next_program_id() -> u32 {
+    NEXT_PROGRAM_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Most tail calls one run may make (the kernel's `MAX_TAIL_CALL_CNT`).
 pub const MAX_TAIL_CALLS: u32 = 33;
@@ -70,9 +79,10 @@ impl std::ops::Deref for MapRef<'_> {
 /// A program ready to run as its type: what a program array slot holds and
 /// what a tail call jumps to.
 pub struct LoadedProgram {
+    pub id: u32,
     pub name: String,
     pub prog_type: ProgType,
-    pub runner: Box<dyn Runner + Send + Sync>,
+    pub runner: Arc<dyn Runner + Send + Sync>,
     /// Memory the program may touch besides its context and packet: the
     /// values of the array maps it references (global data included).
     pub regions: Vec<Region>,
