@@ -43,13 +43,6 @@ from ebpfvm._object import (
 
 __all__ = [
     "BPF",
-    "GlobalData",
-    "Object",
-    "ObjectProgram",
-    "RunResult",
-    "TcAction",
-    "XdpAction",
-    "read_trace",
     "DEFAULT_MAX_INSTRUCTIONS",
     "MAX_CALL_FRAMES",
     "MAX_PROGRAM_LEN",
@@ -59,15 +52,22 @@ __all__ = [
     "Error",
     "Executable",
     "ExecutionError",
+    "GlobalData",
     "Helper",
     "MapError",
     "NativeHelper",
+    "Object",
+    "ObjectProgram",
     "Program",
     "ProgramError",
+    "RunResult",
+    "TcAction",
     "VMMemory",
     "VerifierError",
+    "XdpAction",
     "assemble",
     "disassemble",
+    "read_trace",
 ]
 
 __version__ = "0.1.0"

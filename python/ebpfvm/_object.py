@@ -391,6 +391,7 @@ class BPF:
                 "clang -target bpf (it does not compile C at run time)"
             )
         self.obj = Object.open(obj_file, pin_root=pin_root)
+        self._pending: list[str] = []
 
     def __getitem__(self, name: str) -> Map:
         return self.obj.maps[name]
@@ -427,8 +428,6 @@ class BPF:
             float(m["ts"]),
             m["msg"],
         )
-
-    _pending: list[str] = []
 
     def trace_print(self, timeout: float | None = 0.0) -> None:
         """Prints every pending ``bpf_trace_printk`` line (waiting up to
