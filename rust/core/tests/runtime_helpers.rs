@@ -1394,3 +1394,106 @@ fn storage_get_creates_finds_and_deletes_per_owner_values() {
     let err = run(&prog, Input::Memory(&mut [0u8; 8])).unwrap_err();
     assert!(err.reason.contains("not a sk_storage"), "{}", err.reason);
 }
+
+// --- robustness -----------------------------------------------------------------
+
+/// splitmix64: a fixed-seed generator, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Instructions that put something plausible-but-arbitrary in `reg`: a
+/// constant, a pointer into the context/buffer, the stack or the packet,
+/// or one of the program's maps.
+fn random_arg(rng: &mut Rng, reg: usize, packet: bool, maps: usize) -> String {
+    match rng.below(8) {
+        0 => format!("lddw %r{reg}, {:#x}\n", rng.next()),
+        1 => format!("mov %r{reg}, {}\n", rng.below(80) as i64 - 8),
+        2 => format!("lddw %r{reg}, map_idx {}\n", rng.below(maps as u64)),
+        3 => format!("mov %r{reg}, %r6\nadd %r{reg}, {}\n", rng.below(200)),
+        4 => format!("mov %r{reg}, %r10\nadd %r{reg}, -{}\n", rng.below(520)),
+        5 if packet => format!("ldxw %r{reg}, [%r6]\nadd %r{reg}, {}\n", rng.below(80)),
+        6 => format!(
+            "mov %r{reg}, {}\n",
+            [0, 1, 2, 4, 8, 16, 0x14, 0xffff][rng.below(8) as usize]
+        ),
+        _ => format!("mov %r{reg}, %r6\n"),
+    }
+}
+
+#[test]
+fn helpers_fail_safely_on_arbitrary_arguments() {
+    let mut sk = MapDef::new(MapType::SkStorage, 4, 8, 0);
+    sk.flags = 1;
+    let maps = vec![
+        Map::create(MapDef::new(MapType::Array, 4, 16, 4)).unwrap(),
+        Map::create(MapDef::new(MapType::Hash, 4, 8, 16)).unwrap(),
+        ring(),
+        Map::create(MapDef::new(MapType::PerfEventArray, 4, 4, 2)).unwrap(),
+        Map::create(sk).unwrap(),
+        Map::create(MapDef::new(MapType::Devmap, 4, 4, 4)).unwrap(),
+    ];
+    let env = Environment::new(vec![]);
+    // Spin locks are left out: an arbitrary nonzero word is a held lock,
+    // and waiting for it is the (tested) one-second timeout.
+    let ids: Vec<u32> = kernel_helpers(&env)
+        .ids()
+        .filter(|id| ![93, 94].contains(id))
+        .collect();
+    let mut rng = Rng(0x5eed);
+    let (mut ok, mut failed) = (0, 0);
+    let pkt = udp_packet(IP_SRC, IP_DST, 1234, 53);
+    for t in [
+        ProgType::Raw,
+        ProgType::Xdp,
+        ProgType::SchedCls,
+        ProgType::SocketFilter,
+    ] {
+        let packet = t != ProgType::Raw;
+        for &id in &ids {
+            for _ in 0..12 {
+                let mut src = String::from("mov %r6, %r1\n");
+                for reg in 1..=5 {
+                    src += &random_arg(&mut rng, reg, packet, maps.len());
+                }
+                src += &format!("call {id}\nexit");
+                let prog = load(&src, t, maps.clone());
+                let result = if packet {
+                    run(
+                        &prog,
+                        Input::Packet {
+                            packet: &pkt,
+                            ctx: None,
+                        },
+                    )
+                } else {
+                    run(&prog, Input::Memory(&mut [0x11u8; 64]))
+                };
+                match result {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        assert!(!e.reason.is_empty());
+                        failed += 1;
+                    }
+                }
+            }
+        }
+    }
+    // Both outcomes are common: the arguments are often usable.
+    assert!(
+        ok > 100 && failed > 100,
+        "{ok} runs returned, {failed} faulted"
+    );
+}
