@@ -1,0 +1,414 @@
+"""The map view base classes: typed Python views over ``ebpfvm._core.Map``.
+
+:class:`Map` is what every view shares (definition, pinning, the core map
+programs use); :class:`KeyValueMap` adds the dict interface hash-like and
+array-like maps have. Views of one map are cheap: the map itself lives in
+Rust and is shared with the programs that use it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from ebpfvm._core import Map as CoreMap
+from ebpfvm._core import MapError
+from ebpfvm.maps._codec import Codec, check_iterable, make_codec, map_error
+
+__all__ = ["BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_NOEXIST", "KeyValueMap", "Map"]
+
+#: Update flags, as in the kernel.
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+BPF_F_LOCK = 4
+
+_missing: Any = object()
+
+# map type name -> view class, filled by the modules defining the views.
+_VIEW_CLASSES: dict[str, type[Map]] = {}
+# map id -> the view handed out for it, so that maps of maps give back the
+# view (with its key and value types) that was stored in them.
+_VIEWS: weakref.WeakValueDictionary[int, Map] = weakref.WeakValueDictionary()
+
+M = TypeVar("M", bound="Map")
+
+
+def register_view(cls: type[M]) -> type[M]:
+    """Class decorator: ``cls`` views maps of the types in ``cls.MAP_TYPES``."""
+    for t in cls.MAP_TYPES:
+        _VIEW_CLASSES[t] = cls
+    return cls
+
+
+class Map:
+    """A map: storage in Rust shared with programs, viewed with Python types.
+
+    Create one with a subclass (:class:`~ebpfvm.maps.HashMap`, ...), with
+    :func:`ebpfvm.maps.create`, or get the views of an object's maps from
+    ``obj.maps``. Every view has the map's definition as attributes
+    (``map_type``, ``key_size``, ``value_size``, ``max_entries``, ``flags``,
+    ``name``, ``id``, ``pin_path``) and ``core``, the ``ebpfvm.CoreMap``
+    that programs are given.
+    """
+
+    #: libbpf names of the map types this class views.
+    MAP_TYPES: ClassVar[tuple[str, ...]] = ()
+
+    _core: CoreMap
+    key_codec: Codec | None
+    value_codec: Codec | None
+
+    def __init__(
+        self,
+        map_type: str | int,
+        key_type: Any = None,
+        value_type: Any = None,
+        max_entries: int | None = None,
+        *,
+        key_size: int | None = None,
+        value_size: int | None = None,
+        name: str = "",
+        flags: int = 0,
+        map_extra: int = 0,
+        inner_map: Map | CoreMap | None = None,
+        pin: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._create(
+            map_type,
+            key_type,
+            value_type,
+            max_entries,
+            key_size=key_size,
+            value_size=value_size,
+            name=name,
+            flags=flags,
+            map_extra=map_extra,
+            inner_map=inner_map,
+            pin=pin,
+        )
+
+    def _create(
+        self,
+        map_type: str | int,
+        key_type: Any,
+        value_type: Any,
+        max_entries: int | None,
+        *,
+        key_size: int | None = None,
+        value_size: int | None = None,
+        name: str = "",
+        flags: int = 0,
+        map_extra: int = 0,
+        inner_map: Map | CoreMap | None = None,
+        pin: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if max_entries is None:
+            raise TypeError(f"map '{name}': max_entries is required")
+        kc = None if key_size == 0 else _codec_for(key_type, key_size, "key", name)
+        vc = None if value_size == 0 else _codec_for(value_type, value_size, "value", name)
+        inner = inner_map.core if isinstance(inner_map, Map) else inner_map
+        core = CoreMap(
+            map_type,
+            0 if kc is None else kc.size,
+            0 if vc is None else vc.size,
+            max_entries,
+            flags=flags,
+            name=name,
+            map_extra=map_extra,
+            inner=inner,
+            pin=None if pin is None else os.fspath(pin),
+        )
+        self._attach(core, kc, vc)
+
+    def _attach(self, core: CoreMap, key_codec: Codec | None, value_codec: Codec | None) -> None:
+        """Makes this view show ``core`` with the given codecs."""
+        self._core = core
+        self.key_codec = key_codec
+        self.value_codec = value_codec
+        if _VIEWS.get(core.id) is None:  # the first typed view is the one by_id gives
+            _VIEWS[core.id] = self
+
+    @classmethod
+    def from_core(cls, core: CoreMap, key_type: Any = None, value_type: Any = None) -> Map:
+        """The view of the right class for ``core``, with keys and values of
+        ``key_type``/``value_type`` (raw bytes when None). Used for maps from
+        object files, where the types come from BTF."""
+        view_cls: type[Map] = _VIEW_CLASSES.get(core.map_type, KeyValueMap)
+        view = view_cls.__new__(view_cls)
+        name = core.name
+        kc = None if core.key_size == 0 else make_codec(key_type, core.key_size, "key", name)
+        vc = (
+            None if core.value_size == 0 else _codec_for(value_type, core.value_size, "value", name)
+        )
+        view._attach(core, kc, vc)
+        return view
+
+    @classmethod
+    def by_id(cls, map_id: int) -> Map | None:
+        """The view of the live map with global id ``map_id`` (the view
+        already handed out for it, if any), or None."""
+        view = _VIEWS.get(map_id)
+        if view is not None:
+            return view
+        core = CoreMap.by_id(map_id)
+        return None if core is None else Map.from_core(core)
+
+    @classmethod
+    def pinned(cls, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Map:
+        """Opens the map pinned at ``path``, creating it there when the file
+        does not exist yet; the definition must match the pinned map's.
+
+        On a view class, the arguments are the class's own:
+        ``HashMap.pinned(path, "u32", "u64", 1024)``. On :class:`Map`, they
+        are :func:`ebpfvm.maps.create`'s:
+        ``Map.pinned(path, "hash", 4, 8, 1024, key_type="u32")``.
+        """
+        if cls.MAP_TYPES:
+            return cls(*args, pin=path, **kwargs)
+        from ebpfvm.maps import create
+
+        return create(*args, pin=path, **kwargs)
+
+    # --- the definition --------------------------------------------------
+
+    @property
+    def core(self) -> CoreMap:
+        """The map itself (what the loader binds to programs)."""
+        return self._core
+
+    @property
+    def map_type(self) -> str:
+        return self._core.map_type
+
+    @property
+    def key_size(self) -> int:
+        return self._core.key_size
+
+    @property
+    def value_size(self) -> int:
+        return self._core.value_size
+
+    @property
+    def max_entries(self) -> int:
+        return self._core.max_entries
+
+    @property
+    def flags(self) -> int:
+        return self._core.flags
+
+    @property
+    def name(self) -> str:
+        return self._core.name
+
+    @property
+    def id(self) -> int:
+        return self._core.id
+
+    @property
+    def num_cpus(self) -> int:
+        return self._core.num_cpus
+
+    @property
+    def pin_path(self) -> str | None:
+        p = self._core.pin_path
+        return None if p is None else os.fspath(p)
+
+    @property
+    def key_type(self) -> str | None:
+        return None if self.key_codec is None else self.key_codec.description
+
+    @property
+    def value_type(self) -> str | None:
+        return None if self.value_codec is None else self.value_codec.description
+
+    def _error(self, message: str, code: int = errno.EINVAL) -> MapError:
+        return map_error(self.name, message, code)
+
+    def __len__(self) -> int:
+        return len(self._core)
+
+    def __repr__(self) -> str:
+        types = ""
+        if self.key_codec is not None and self.value_codec is not None:
+            types = f" {self.key_codec.description} -> {self.value_codec.description},"
+        elif self.value_codec is not None:
+            types = f" {self.value_codec.description},"
+        return (
+            f"<ebpfvm.maps.{type(self).__name__} '{self.name}'{types} "
+            f"{len(self)}/{self.max_entries} entries>"
+        )
+
+
+def _codec_for(spec: Any, size: int | None, role: str, name: str) -> Codec:
+    return make_codec(spec, size, role, name)
+
+
+class KeyValueMap(Map, MutableMapping[Any, Any]):
+    """A dict-like view: ``m[k]``, ``m[k] = v``, ``del m[k]``, ``k in m``,
+    ``len(m)``, iteration, ``items()``, ``clear()`` and batch operations.
+
+    Iteration, ``keys()``, ``values()`` and ``items()`` take a snapshot in
+    one call into Rust, so the map may change while they are used.
+    """
+
+    def _attach(self, core: CoreMap, key_codec: Codec | None, value_codec: Codec | None) -> None:
+        super()._attach(core, key_codec, value_codec)
+        if key_codec is None or value_codec is None:
+            raise map_error(core.name, f"a {core.map_type} map has no keys and values to view")
+        self._kenc = key_codec.encode
+        self._kdec = key_codec.decode
+        self._venc = self._value_encoder()
+        self._vdec = self._value_decoder()
+        self._lookup = core.lookup
+        self._update = core.update
+        self._delete = core.delete
+
+    # Per-CPU and map-of-maps views change how values look.
+    def _value_encoder(self) -> Any:
+        assert self.value_codec is not None
+        return self.value_codec.encode
+
+    def _value_decoder(self) -> Any:
+        assert self.value_codec is not None
+        return self.value_codec.decode
+
+    def _encode_values(self, values: Sequence[Any]) -> bytes:
+        assert self.value_codec is not None
+        return self.value_codec.encode_many(values)
+
+    def _decode_values(self, data: bytes, count: int) -> list[Any]:
+        assert self.value_codec is not None
+        return self.value_codec.decode_many(data, count)
+
+    def _encode_keys(self, keys: Sequence[Any]) -> bytes:
+        assert self.key_codec is not None
+        return self.key_codec.encode_many(keys)
+
+    def _decode_keys(self, data: bytes) -> list[Any]:
+        assert self.key_codec is not None
+        return self.key_codec.decode_many(data, len(data) // self.key_codec.size)
+
+    # --- single elements ------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        v = self._lookup(self._kenc(key))
+        if v is None:
+            raise KeyError(key)
+        return self._vdec(v)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._update(self._kenc(key), self._venc(value), 0)
+
+    def __delitem__(self, key: Any) -> None:
+        if not self._delete(self._kenc(key)):
+            raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            k = self._kenc(key)
+        except (MapError, TypeError):
+            return False  # a key of the wrong type or size is not in the map
+        return self._lookup(k) is not None
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        v = self._lookup(self._kenc(key))
+        return default if v is None else self._vdec(v)
+
+    def lookup_elem(self, key: Any) -> Any:
+        """The value for ``key``, or None."""
+        return self.get(key)
+
+    def update_elem(self, key: Any, value: Any, flags: int = BPF_ANY) -> None:
+        """Stores ``value``: ``flags`` BPF_NOEXIST (create only, else EEXIST)
+        or BPF_EXIST (update only, else ENOENT) or BPF_ANY."""
+        self._update(self._kenc(key), self._venc(value), flags)
+
+    def delete_elem(self, key: Any) -> None:
+        """Deletes ``key``; KeyError if it is not there."""
+        del self[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._decode_keys(self._core.keys()))
+
+    def keys(self) -> list[Any]:  # type: ignore[override]
+        """A snapshot of the keys (a list)."""
+        return self._decode_keys(self._core.keys())
+
+    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
+        """A snapshot of the entries, as a list of ``(key, value)`` pairs."""
+        keys, values = self._core.items()
+        ks = self._decode_keys(keys)
+        return list(zip(ks, self._decode_values(values, len(ks)), strict=True))
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        """A snapshot of the values (a list)."""
+        keys, values = self._core.items()
+        assert self.key_codec is not None
+        return self._decode_values(values, len(keys) // self.key_codec.size)
+
+    def clear(self) -> None:
+        """Deletes every entry."""
+        self._core.delete_batch(self._core.keys(), missing_ok=True)
+
+    def next_key(self, key: Any = None) -> Any:
+        """The key after ``key`` (the first for None), or None at the end."""
+        k = self._core.next_key(None if key is None else self._kenc(key))
+        return None if k is None else self._kdec(k)
+
+    # --- batches: one call into Rust each ---------------------------------------
+
+    def lookup_batch(self, keys: Iterable[Any]) -> list[Any]:
+        """The values of ``keys`` (None for missing keys), in one call."""
+        keys = list(check_iterable(keys, "keys"))
+        values, found = self._core.lookup_batch(self._encode_keys(keys))
+        decoded = self._decode_values(values, len(keys))
+        if all(found):
+            return decoded
+        return [v if f else None for v, f in zip(decoded, found, strict=True)]
+
+    def update_batch(
+        self, items: Mapping[Any, Any] | Iterable[tuple[Any, Any]], flags: int = BPF_ANY
+    ) -> None:
+        """Stores many entries in one call (a mapping or ``(key, value)``
+        pairs). The first failure stops the batch, as in the kernel: earlier
+        entries are stored and the :class:`ebpfvm.MapError` has ``.index``."""
+        pairs = list(
+            items.items() if isinstance(items, Mapping) else check_iterable(items, "items")
+        )
+        keys = [p[0] for p in pairs]
+        values = [p[1] for p in pairs]
+        self._core.update_batch(self._encode_keys(keys), self._encode_values(values), flags)
+
+    def delete_batch(self, keys: Iterable[Any]) -> None:
+        """Deletes many keys in one call. A missing key raises KeyError (the
+        keys before it are deleted, as in the kernel)."""
+        keys = list(check_iterable(keys, "keys"))
+        try:
+            self._core.delete_batch(self._encode_keys(keys))
+        except MapError as e:
+            index = getattr(e, "index", None)
+            if getattr(e, "errno", None) == errno.ENOENT and index is not None:
+                raise KeyError(keys[index]) from None
+            raise
+
+    # --- bcc-style histograms -------------------------------------------------
+
+    def print_log2_hist(self, val_type: str = "value", **kwargs: Any) -> None:
+        """Prints the map as a power-of-two histogram, as bcc does (keys are
+        bucket indexes, values counts). See :func:`ebpfvm.maps.hist.print_log2_hist`."""
+        from ebpfvm.maps.hist import print_log2_hist
+
+        print_log2_hist(self, val_type, **kwargs)
+
+    def print_linear_hist(self, val_type: str = "value", **kwargs: Any) -> None:
+        """Prints the map as a linear histogram, as bcc does.
+        See :func:`ebpfvm.maps.hist.print_linear_hist`."""
+        from ebpfvm.maps.hist import print_linear_hist
+
+        print_linear_hist(self, val_type, **kwargs)
+
+    __hash__ = None  # type: ignore[assignment]  # dict-like: equal contents, equal maps
