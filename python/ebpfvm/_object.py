@@ -219,6 +219,10 @@ class Object:
         progs: dict[str, ObjectProgram] = {}
         self.load_errors: dict[str, str] = {}
         for p in elf.programs():
+            if p["section"] == ".text":
+                # Functions in .text are subprograms (BPF-to-BPF call
+                # targets), as libbpf treats them, not programs.
+                continue
             if p["error"] is not None:
                 self.load_errors[p["name"]] = p["error"]
                 continue

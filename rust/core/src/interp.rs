@@ -36,6 +36,10 @@ pub struct LoadOptions {
     /// Some helper may move the input region (`xdp_adjust_head`, ...), so
     /// compiled code must re-read its bounds after helper calls.
     pub input_may_move: bool,
+    /// The verifier proved every access in bounds and every loop bounded:
+    /// compiled code leaves out bounds checks and the instruction budget
+    /// (the interpreter keeps both; they cost it little).
+    pub verified: bool,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +49,7 @@ impl Default for LoadOptions {
             unwind_helper: None,
             max_instructions: DEFAULT_MAX_INSTRUCTIONS,
             input_may_move: false,
+            verified: false,
         }
     }
 }

@@ -160,6 +160,7 @@ impl JitExecutable {
             function_index: &index_of,
             slow_stub,
             input_may_move: opts.input_may_move,
+            verified: opts.verified,
         };
         let mut fctx = FunctionBuilderContext::new();
         let mut ctx = Context::new();

@@ -184,6 +184,8 @@ pub fn run_batch<'py>(
         .clamp(1, (n / MIN_RECORDS_PER_THREAD).max(1));
     let items = &recs.items;
     let engine = &exe.inner;
+    let loaded = exe.loaded().cloned();
+    let min_input = exe.min_input();
     // The lowest failing record so far: threads skip records above it but
     // finish those below, so the error reported is the first one.
     let first_fail = AtomicUsize::new(usize::MAX);
@@ -199,10 +201,38 @@ pub fn run_batch<'py>(
                 return;
             }
             let r = items[k];
+            if r.len < min_input {
+                let e = ExecError::new(
+                    0,
+                    ebpfvm_core::error::FaultKind::OutOfBounds,
+                    format!(
+                        "a record of {} bytes is shorter than the {min_input} bytes the program was verified for",
+                        r.len
+                    ),
+                );
+                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                if slot.as_ref().is_none_or(|(j, _)| k < *j) {
+                    *slot = Some((k, e));
+                }
+                first_fail.fetch_min(k, Ordering::Relaxed);
+                return;
+            }
             // SAFETY: every record stays alive and exported until run_batch
             // returns; read-only records are copied first.
             let res = unsafe {
-                if r.writable {
+                if let Some(l) = &loaded {
+                    let rec = if r.writable {
+                        std::slice::from_raw_parts_mut(r.ptr as *mut u8, r.len)
+                    } else {
+                        scratch.clear();
+                        scratch.extend_from_slice(std::slice::from_raw_parts(
+                            r.ptr as *const u8,
+                            r.len,
+                        ));
+                        &mut scratch[..]
+                    };
+                    crate::exec::run_loaded_record(l, rec)
+                } else if r.writable {
                     engine.run_raw_with_stack(r.ptr as *mut u8, r.len, true, sp)
                 } else {
                     scratch.clear();

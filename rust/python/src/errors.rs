@@ -105,6 +105,34 @@ pub fn program_error(py: Python<'_>, e: &CoreProgramError) -> PyErr {
     )
 }
 
+/// A `VerifierError` with `.pc`, `.message`, `.log` and `.stats`.
+pub fn verifier_error(py: Python<'_>, e: &ebpfvm_core::verifier::VerifyError) -> PyErr {
+    let pc = attr(py, e.pc);
+    let message = attr(py, e.message.clone());
+    let reason = attr(py, e.message.clone());
+    let log = attr(py, e.log.clone());
+    let stats = crate::verify_stats(py, &e.stats)
+        .map(|d| d.into_any().unbind())
+        .unwrap_or_else(|_| py.None());
+    let text = if e.log.is_empty() {
+        e.to_string()
+    } else {
+        format!("{e}\n{}", e.log.trim_end())
+    };
+    with_attrs(
+        py,
+        py.get_type::<VerifierError>(),
+        text,
+        &[
+            ("pc", pc),
+            ("message", message),
+            ("reason", reason),
+            ("log", log),
+            ("stats", stats),
+        ],
+    )
+}
+
 pub fn assembler_error(py: Python<'_>, e: &AsmError) -> PyErr {
     let line = attr(py, e.line);
     with_attrs(

@@ -26,6 +26,11 @@ pub struct PyExecutable {
     loaded: Option<Arc<LoadedProgram>>,
     /// Helper objects (and what C pointers point into) kept alive.
     _keepalive: Vec<Py<PyAny>>,
+    /// Verified by `load(verify=True)`: compiled without bounds checks.
+    verified: bool,
+    /// Raw verified programs were proven safe for inputs of at least this
+    /// many bytes; shorter inputs are refused rather than run unchecked.
+    min_input: usize,
     /// Whether a run *can* take long: only programs with loops, calls or
     /// many instructions can; straight-line code finishes in nanoseconds.
     may_run_long: bool,
@@ -52,6 +57,8 @@ impl PyExecutable {
         PyExecutable {
             inner: Arc::new(inner),
             loaded: None,
+            verified: false,
+            min_input: 0,
             _keepalive: keepalive,
             may_run_long,
             last_instructions: AtomicU64::new(u64::MAX),
@@ -82,6 +89,36 @@ impl PyExecutable {
 
     pub(crate) fn loaded(&self) -> Option<&Arc<LoadedProgram>> {
         self.loaded.as_ref()
+    }
+
+    /// Marks the executable as verified (for raw programs: for inputs of at
+    /// least `input_size` bytes).
+    pub fn verified_for(mut self, verified: bool, input_size: u32) -> Self {
+        self.verified = verified;
+        let raw = self
+            .loaded
+            .as_ref()
+            .is_none_or(|l| l.prog_type == ProgType::Raw);
+        self.min_input = if verified && raw {
+            input_size as usize
+        } else {
+            0
+        };
+        self
+    }
+
+    pub(crate) fn min_input(&self) -> usize {
+        self.min_input
+    }
+
+    fn check_input(&self, len: usize) -> PyResult<()> {
+        if len < self.min_input {
+            return Err(crate::errors::ExecutionError::new_err(format!(
+                "the input is {len} bytes, shorter than the {} bytes the program was verified for (input_size)",
+                self.min_input
+            )));
+        }
+        Ok(())
     }
 
     /// Runs a typed program through the run-time: packet programs on a
@@ -125,6 +162,7 @@ impl PyExecutable {
                     }
                 }
             };
+            self.check_input(len)?;
             let (ptr, len) = (ptr as usize, len);
             let r = self.finish_typed(
                 py,
@@ -196,6 +234,13 @@ impl PyExecutable {
     }
 
     fn execute(&self, py: Python<'_>, mem: Option<&Bound<'_, PyAny>>) -> PyResult<RunOutcome> {
+        if self.min_input > 0 {
+            let len = match mem.filter(|m| !m.is_none()) {
+                None => 0,
+                Some(m) => BufferView::get(m)?.len,
+            };
+            self.check_input(len)?;
+        }
         let Some(obj) = mem.filter(|m| !m.is_none()) else {
             return self.finish(py, |exe| unsafe {
                 exe.run_raw(std::ptr::null_mut(), 0, true)
@@ -437,18 +482,47 @@ impl PyExecutable {
             .map(|e| e.to_string())
     }
 
+    /// Whether the verifier proved the program safe at load (the JIT then
+    /// runs it without bounds checks).
     #[getter]
     fn verified(&self) -> bool {
-        false
+        self.verified
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "<ebpfvm.Executable: {}, checked, {} instructions>",
+            "<ebpfvm.Executable: {}, {}, {} instructions>",
             self.engine(),
+            if self.verified { "verified" } else { "checked" },
             self.inner.program().len()
         )
     }
+}
+
+/// One record of `run_batch` for a program run as its type: r0 and the
+/// instruction count.
+pub(crate) fn run_loaded_record(
+    l: &Arc<LoadedProgram>,
+    rec: &mut [u8],
+) -> Result<RunOutcome, ExecError> {
+    let t = l.prog_type;
+    let r = if t == ProgType::Raw {
+        run::run(l, Input::Memory(rec))?
+    } else if context::layout(t).is_some() {
+        run::run(
+            l,
+            Input::Packet {
+                packet: rec,
+                ctx: None,
+            },
+        )?
+    } else {
+        run::run(l, Input::Context(rec))?
+    };
+    Ok(RunOutcome {
+        r0: r.retval,
+        instructions: r.instructions,
+    })
 }
 
 /// The public context structure of a `t` program with the named fields of

@@ -16,7 +16,7 @@ use pyo3::types::PyBytes;
 
 use ebpfvm_core::maps::Map;
 use ebpfvm_core::progtype::ProgType;
-use ebpfvm_core::{asm, disasm, interp, program, runtime};
+use ebpfvm_core::{asm, disasm, interp, program, runtime, verifier};
 
 use crate::errors::{assembler_error, guard, program_error, Error};
 
@@ -87,12 +87,55 @@ pub struct PyProgram {
 }
 
 impl PyProgram {
+    fn run_verifier(
+        &self,
+        py: Python<'_>,
+        t: ProgType,
+        log_level: u32,
+        input_size: u32,
+        max_insns: Option<u64>,
+    ) -> PyResult<verifier::Verified> {
+        if log_level > 2 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "log_level is 0, 1 or 2",
+            ));
+        }
+        let defs: Vec<_> = self.meta.maps.iter().map(|m| m.def().clone()).collect();
+        let opts = verifier::VerifyOptions {
+            prog_type: t,
+            raw_input_size: input_size,
+            maps: &defs,
+            log_level,
+            line_info: &self.meta.line_info,
+            max_processed_insns: max_insns.unwrap_or(verifier::DEFAULT_MAX_PROCESSED_INSNS),
+        };
+        let prog = self.inner.clone();
+        guard(py, || {
+            py.detach(|| verifier::verify(&prog, &opts))
+                .map_err(|e| errors::verifier_error(py, &e))
+        })
+    }
+
     pub(crate) fn with_meta(p: program::Program, meta: ProgramMeta) -> Self {
         PyProgram {
             inner: Arc::new(p),
             meta,
         }
     }
+}
+
+/// Verification statistics as a dict.
+pub(crate) fn verify_stats<'py>(
+    py: Python<'py>,
+    s: &verifier::VerifyStats,
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("insns_processed", s.insns_processed)?;
+    d.set_item("states_total", s.states_total)?;
+    d.set_item("peak_states", s.peak_states)?;
+    d.set_item("max_states_per_insn", s.max_states_per_insn)?;
+    d.set_item("time", s.duration.as_secs_f64())?;
+    Ok(d)
 }
 
 /// Maps given from Python: core maps or views with a `core` attribute.
@@ -206,6 +249,30 @@ impl PyProgram {
         }
     }
 
+    /// Proves the program safe for its type (or `prog_type`), as the
+    /// kernel's verifier does, and returns statistics (`insns_processed`,
+    /// `states_total`, `peak_states`, `max_states_per_insn`, `time` in
+    /// seconds, and `log` at `log_level` 1 or 2); raises `VerifierError`
+    /// (`.pc`, `.message`, `.log`) when it cannot. Raw programs (no type)
+    /// are verified for an input of `input_size` bytes.
+    #[pyo3(signature = (log_level = 0, *, prog_type = None, input_size = 0, max_insns = None))]
+    fn verify<'py>(
+        &self,
+        py: Python<'py>,
+        log_level: u32,
+        prog_type: Option<&str>,
+        input_size: u32,
+        max_insns: Option<u64>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        let t = parse_prog_type(prog_type)?
+            .or(self.meta.prog_type)
+            .unwrap_or(ProgType::Raw);
+        let v = self.run_verifier(py, t, log_level, input_size, max_insns)?;
+        let d = verify_stats(py, &v.stats)?;
+        d.set_item("log", v.log)?;
+        Ok(d)
+    }
+
     /// The maps the program is bound to (index = `map_idx`).
     #[getter]
     fn maps(&self) -> Vec<maps::PyMap> {
@@ -292,7 +359,8 @@ impl PyProgram {
 
     /// Prepares the program to run. See the Python documentation of
     /// `ebpfvm.Program.load`.
-    #[pyo3(signature = (engine = "auto", verify = false, helpers = None, unwind_helper = None, max_instructions = None))]
+    #[pyo3(signature = (engine = "auto", verify = false, helpers = None, unwind_helper = None, max_instructions = None, input_size = None))]
+    #[allow(clippy::too_many_arguments)]
     fn load(
         &self,
         py: Python<'_>,
@@ -301,13 +369,8 @@ impl PyProgram {
         helpers: Option<&Bound<'_, PyAny>>,
         unwind_helper: Option<u32>,
         max_instructions: Option<u64>,
+        input_size: Option<u32>,
     ) -> PyResult<exec::PyExecutable> {
-        if verify {
-            return Err(errors::VerifierError::new_err(
-                "verify=True needs the verifier, which this version of ebpfvm does not have yet; \
-                 load with verify=False to run in checked mode (every access bounds-checked at run time)",
-            ));
-        }
         let Some(kind) = ebpfvm_jit::engine::EngineKind::parse(engine) else {
             return Err(Error::new_err(format!(
                 "unknown engine {engine:?}: use \"interpreter\", \"jit\" or \"auto\""
@@ -320,17 +383,32 @@ impl PyProgram {
         }
         let (registry, keepalive) = helpers::build_registry(py, helpers)?;
         let max_instructions = max_instructions.unwrap_or(interp::DEFAULT_MAX_INSTRUCTIONS);
+        let input_size = input_size.unwrap_or(0);
+        if verify {
+            if unwind_helper.is_some() {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "unwind_helper is a uBPF convention for unverified programs; load with verify=False",
+                ));
+            }
+            let t = self.meta.prog_type.unwrap_or(ProgType::Raw);
+            self.run_verifier(py, t, 0, input_size, None)?;
+        } else if input_size != 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "input_size is what verify=True proves raw programs against; it needs verify=True",
+            ));
+        }
         if self.meta.prog_type.is_none() && self.meta.maps.is_empty() {
             let opts = interp::LoadOptions {
                 helpers: registry,
                 unwind_helper,
                 max_instructions,
+                verified: verify,
                 ..interp::LoadOptions::default()
             };
             return guard(py, || {
                 let exe = ebpfvm_jit::engine::Engine::load(kind, self.inner.clone(), opts)
                     .map_err(|e| program_error(py, &e))?;
-                Ok(exec::PyExecutable::new(exe, keepalive))
+                Ok(exec::PyExecutable::new(exe, keepalive).verified_for(verify, input_size))
             });
         }
         // A kernel-style program: its context, maps and kernel helpers
@@ -348,6 +426,7 @@ impl PyProgram {
                 unwind_helper,
                 max_instructions,
                 input_may_move: true,
+                verified: verify,
             };
             let engine = ebpfvm_jit::engine::Engine::load(kind, Arc::new(prepared), opts)
                 .map_err(|e| program_error(py, &e))?;
@@ -358,7 +437,8 @@ impl PyProgram {
                 prog_type,
                 runtime::map_regions(&maps),
                 env,
-            ))
+            )
+            .verified_for(verify, input_size))
         })
     }
 }

@@ -74,15 +74,20 @@ pub fn run(prog: &Arc<LoadedProgram>, input: Input<'_>) -> Result<RunResult, Exe
             })
         }
         Input::Context(bytes) => {
-            // 8-byte aligned copy: tracing contexts are read as u64s.
-            let mut ctx = vec![0u64; bytes.len().div_ceil(8).max(1)];
+            // Zero-padded to the whole context structure (the verifier
+            // proves accesses against its full size), 8-byte aligned:
+            // tracing contexts are read as u64s.
+            let size = crate::kernel::contexts::context_for(prog.prog_type)
+                .map_or(0, |d| d.size as usize)
+                .max(bytes.len());
+            let mut ctx = vec![0u64; size.div_ceil(8).max(1)];
             let p = ctx.as_mut_ptr() as *mut u8;
             // SAFETY: ctx has at least bytes.len() bytes.
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
             let addr = p as u64;
             let region = [Region {
                 lo: addr,
-                len: bytes.len() as u64,
+                len: size as u64,
                 writable: false,
             }];
             state.ctx = addr;
