@@ -172,7 +172,7 @@ fn functions(elf: &Elf<'_>, sec: usize, len: usize) -> Result<Vec<Func>, ElfErro
                 elf.section_name(sec)
             ))
         };
-        if s.value % 8 != 0 || s.size % 8 != 0 {
+        if !s.value.is_multiple_of(8) || !s.size.is_multiple_of(8) {
             return Err(bad("is not aligned to instructions"));
         }
         let start = (s.value / 8) as usize;
@@ -245,7 +245,7 @@ fn patch_core(
     kind: u32,
     value: u64,
 ) -> Result<(), String> {
-    if insn_off % 8 != 0 || idx >= insns.len() {
+    if !insn_off.is_multiple_of(8) || idx >= insns.len() {
         return Err(format!(
             "instruction offset {insn_off} is outside the section"
         ));
@@ -291,7 +291,7 @@ fn apply_reloc(
             sym.name
         ))
     };
-    if r.offset % 8 != 0 || idx >= insns.len() {
+    if !r.offset.is_multiple_of(8) || idx >= insns.len() {
         return Err(at(format!(
             "offset {} is not an instruction of the section",
             r.offset
@@ -388,7 +388,7 @@ fn apply_reloc(
                 insn.src
             )));
         }
-        if sym.value % 8 != 0 {
+        if !sym.value.is_multiple_of(8) {
             return Err(at("call target is not aligned to an instruction".into()));
         }
         let target = (sym.value / 8) as i64 + implicit + 1 + r.addend.map_or(0, |a| a / 8);
@@ -549,7 +549,7 @@ fn debug_info(
         let name = elf.section_name(u.sec);
         let place = |insn_off: u32| {
             let i = (insn_off / 8) as usize;
-            (insn_off % 8 == 0 && u.start <= i && i < u.end).then(|| u.base + i - u.start)
+            (insn_off.is_multiple_of(8) && u.start <= i && i < u.end).then(|| u.base + i - u.start)
         };
         for s in ext.func_info.iter().filter(|s| s.section == name) {
             for r in &s.records {

@@ -157,7 +157,7 @@ fn legacy_maps(
         )));
     }
     let n = syms.len();
-    if sec.data.is_empty() || sec.data.len() % n != 0 {
+    if sec.data.is_empty() || !sec.data.len().is_multiple_of(n) {
         return Err(ElfError::new(format!(
             "legacy maps section '{}' is {} bytes, not a multiple of its {n} map symbols",
             sec.name,
@@ -167,7 +167,7 @@ fn legacy_maps(
     let rec = sec.data.len() / n;
     for sym in &syms {
         let off = sym.value as usize;
-        if sym.value % 4 != 0 || off.checked_add(rec).is_none_or(|e| e > sec.data.len()) {
+        if !sym.value.is_multiple_of(4) || off.checked_add(rec).is_none_or(|e| e > sec.data.len()) {
             return Err(ElfError::new(format!(
                 "map symbol '{}' at offset {} of section '{}' does not start a {rec}-byte record",
                 sym.name, sym.value, sec.name
@@ -472,7 +472,7 @@ fn btf_maps(
         };
         let rel = r.offset - start;
         let base = values.byte_offset as u64;
-        if rel < base || (rel - base) % 8 != 0 {
+        if rel < base || !(rel - base).is_multiple_of(8) {
             return Err(ElfError::new(format!(
                 "relocation against '{}' at offset {} of .maps is not aligned to a 'values' slot",
                 sym.name, r.offset
