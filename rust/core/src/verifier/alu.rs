@@ -1,0 +1,341 @@
+//! ALU instructions: scalar arithmetic through the bounds tracker, and
+//! pointer arithmetic as the kernel's `adjust_ptr_min_max_vals` allows it.
+
+use super::explore::{VResult, Verifier};
+use super::log::type_name;
+use super::scalar::{self, AluOp, Scalar, Width};
+use super::state::{Reg, RegType, State};
+use crate::isa::*;
+
+/// Largest offset a pointer may carry (the kernel's BPF_MAX_VAR_OFF); keeps
+/// offset arithmetic far away from overflow.
+pub const MAX_VAR_OFF: i64 = 1 << 29;
+
+fn alu_op(op: u8, signed: bool) -> Option<AluOp> {
+    Some(match op {
+        ALU_ADD => AluOp::Add,
+        ALU_SUB => AluOp::Sub,
+        ALU_MUL => AluOp::Mul,
+        ALU_DIV if !signed => AluOp::Div,
+        ALU_MOD if !signed => AluOp::Mod,
+        ALU_OR => AluOp::Or,
+        ALU_AND => AluOp::And,
+        ALU_XOR => AluOp::Xor,
+        ALU_LSH => AluOp::Lsh,
+        ALU_RSH => AluOp::Rsh,
+        ALU_ARSH => AluOp::Arsh,
+        _ => return None,
+    })
+}
+
+fn op_sym(op: u8) -> &'static str {
+    match op {
+        ALU_ADD => "+=",
+        ALU_SUB => "-=",
+        ALU_MUL => "*=",
+        ALU_DIV => "/=",
+        ALU_OR => "|=",
+        ALU_AND => "&=",
+        ALU_LSH => "<<=",
+        ALU_RSH => ">>=",
+        ALU_MOD => "%=",
+        ALU_XOR => "^=",
+        ALU_ARSH => "s>>=",
+        _ => "?=",
+    }
+}
+
+impl Verifier<'_> {
+    pub(super) fn check_alu(&mut self, st: &mut State, pc: usize, insn: &Insn) -> VResult<()> {
+        let op = insn.opc & 0xf0;
+        let is64 = insn.class() == CLS_ALU64;
+        let w = if is64 { Width::W64 } else { Width::W32 };
+        let x = insn.opc & SRC_X != 0;
+        let d = insn.dst;
+        if op == ALU_END {
+            self.check_read(st, pc, d)?;
+            if st.reg(d).is_pointer() {
+                return self.err(pc, format!("R{d} pointer arithmetic prohibited"));
+            }
+            let mut v = st.reg(d).v;
+            let size = (insn.imm as u32) / 8;
+            // `le` on our little-endian host is a truncation; byte swaps
+            // keep only the width.
+            if is64 || x {
+                v = Scalar::unknown();
+            }
+            v.truncate(size);
+            *st.reg_mut(d) = Reg::scalar(v);
+            return Ok(());
+        }
+        if op == ALU_NEG {
+            self.check_read(st, pc, d)?;
+            if st.reg(d).is_pointer() {
+                return self.err(pc, format!("R{d} pointer arithmetic prohibited"));
+            }
+            let v = scalar::alu(&Scalar::constant(0), &st.reg(d).v, AluOp::Sub, w);
+            *st.reg_mut(d) = Reg::scalar(v);
+            return Ok(());
+        }
+        let src = if x {
+            self.check_read(st, pc, insn.src)?;
+            *st.reg(insn.src)
+        } else {
+            let imm = if is64 {
+                insn.imm as i64 as u64
+            } else {
+                insn.imm as u32 as u64
+            };
+            Reg::constant(imm)
+        };
+        if op == ALU_MOV {
+            return self.check_mov(st, pc, insn, src, is64);
+        }
+        self.check_read(st, pc, d)?;
+        if !x {
+            let bits = if is64 { 64 } else { 32 };
+            if matches!(op, ALU_LSH | ALU_RSH | ALU_ARSH) && insn.imm as u32 >= bits {
+                return self.err(pc, format!("invalid shift {}", insn.imm));
+            }
+            if matches!(op, ALU_DIV | ALU_MOD) && insn.imm == 0 {
+                return self.err(pc, "div by zero");
+            }
+        }
+        let dst = *st.reg(d);
+        if dst.is_pointer() || src.is_pointer() {
+            let r = self.pointer_alu(pc, insn, &dst, &src, is64)?;
+            *st.reg_mut(d) = r;
+            return Ok(());
+        }
+        let signed = matches!(op, ALU_DIV | ALU_MOD) && insn.off == 1;
+        let v = match alu_op(op, signed) {
+            Some(aop) => scalar::alu(&dst.v, &src.v, aop, w),
+            None => {
+                // Signed division and modulo: nothing known but the width.
+                let mut u = Scalar::unknown();
+                if !is64 {
+                    u.zext32();
+                }
+                u
+            }
+        };
+        *st.reg_mut(d) = Reg::scalar(v);
+        Ok(())
+    }
+
+    fn check_mov(
+        &mut self,
+        st: &mut State,
+        pc: usize,
+        insn: &Insn,
+        src: Reg,
+        is64: bool,
+    ) -> VResult<()> {
+        let d = insn.dst;
+        let x = insn.opc & SRC_X != 0;
+        if insn.off != 0 && x {
+            // movsx: sign extension of the low 8/16/32 bits.
+            if src.is_pointer() {
+                return self.err(
+                    pc,
+                    format!("R{} sign-extension of pointer prohibited", insn.src),
+                );
+            }
+            let size = (insn.off as u32) / 8;
+            let mut v = src.v;
+            v.truncate(size);
+            v.sign_extend(size);
+            if !is64 {
+                v = scalar::alu(&v, &Scalar::constant(0), AluOp::Add, scalar::Width::W32);
+            }
+            *st.reg_mut(d) = Reg::scalar(v);
+            return Ok(());
+        }
+        if is64 {
+            let mut r = src;
+            if x && r.is_scalar() && !r.v.is_const() {
+                // Copies share an id, so a comparison on one bounds both.
+                if r.id == 0 {
+                    let id = self.new_id();
+                    st.reg_mut(insn.src).id = id;
+                    r.id = id;
+                }
+            }
+            *st.reg_mut(d) = r;
+        } else {
+            if src.is_pointer() {
+                // A partial copy of a pointer is some 32-bit number.
+                let mut v = Scalar::unknown();
+                v.zext32();
+                *st.reg_mut(d) = Reg::scalar(v);
+                return Ok(());
+            }
+            let mut v = src.v;
+            v.zext32();
+            *st.reg_mut(d) = Reg::scalar(v);
+        }
+        Ok(())
+    }
+
+    /// Arithmetic with at least one pointer operand.
+    fn pointer_alu(
+        &mut self,
+        pc: usize,
+        insn: &Insn,
+        dst: &Reg,
+        src: &Reg,
+        is64: bool,
+    ) -> VResult<Reg> {
+        let op = insn.opc & 0xf0;
+        let d = insn.dst;
+        if !is64 {
+            return self.err(pc, format!("R{d} 32-bit pointer arithmetic prohibited"));
+        }
+        if dst.is_pointer() && src.is_pointer() {
+            if op != ALU_SUB {
+                return self.err(
+                    pc,
+                    format!("R{d} pointer {} pointer prohibited", op_sym(op)),
+                );
+            }
+            let pkt_family = |t: RegType| {
+                matches!(
+                    t,
+                    RegType::Packet | RegType::PacketMeta | RegType::PacketEnd
+                )
+            };
+            let same_space = (pkt_family(dst.ty) && pkt_family(src.ty))
+                || (dst.ty == src.ty
+                    && matches!(dst.ty, RegType::Stack | RegType::MapValue | RegType::Mem)
+                    && dst.frame == src.frame
+                    && dst.map == src.map);
+            if !same_space || dst.maybe_null || src.maybe_null {
+                return self.err(
+                    pc,
+                    format!(
+                        "R{d} pointer -= pointer prohibited ({} - {})",
+                        type_name(dst),
+                        type_name(src)
+                    ),
+                );
+            }
+            return Ok(Reg::unknown());
+        }
+        let (ptr, off_reg, ptr_is_dst) = if dst.is_pointer() {
+            (dst, src, true)
+        } else {
+            (src, dst, false)
+        };
+        if !ptr_is_dst && op == ALU_SUB {
+            return self.err(pc, format!("R{d} tried to subtract pointer from scalar"));
+        }
+        if op != ALU_ADD && op != ALU_SUB {
+            if matches!(op, ALU_AND | ALU_OR | ALU_XOR) {
+                return self.err(
+                    pc,
+                    format!("R{d} bitwise operator {} on pointer prohibited", op_sym(op)),
+                );
+            }
+            return self.err(
+                pc,
+                format!(
+                    "R{d} pointer arithmetic with {} operator prohibited",
+                    op_sym(op)
+                ),
+            );
+        }
+        if ptr.maybe_null {
+            return self.err(
+                pc,
+                format!(
+                    "R{d} pointer arithmetic on {} prohibited, null-check it first",
+                    type_name(ptr)
+                ),
+            );
+        }
+        match ptr.ty {
+            RegType::ConstMapPtr
+            | RegType::PacketEnd
+            | RegType::SockCommon
+            | RegType::Socket
+            | RegType::TcpSock
+            | RegType::BtfId
+            | RegType::Func => {
+                return self.err(
+                    pc,
+                    format!("R{d} pointer arithmetic on {} prohibited", type_name(ptr)),
+                );
+            }
+            _ => {}
+        }
+        let k = &off_reg.v;
+        let tname = type_name(ptr);
+        if let Some(c) = k.const_value() {
+            let c = c as i64;
+            if c <= -MAX_VAR_OFF || c >= MAX_VAR_OFF {
+                return self.err(
+                    pc,
+                    format!("math between {tname} pointer and {c} is not allowed"),
+                );
+            }
+        } else {
+            if k.smin == i64::MIN {
+                return self.err(
+                    pc,
+                    format!(
+                        "math between {tname} pointer and register with unbounded min value is not allowed"
+                    ),
+                );
+            }
+            if k.smin <= -MAX_VAR_OFF || k.smax >= MAX_VAR_OFF {
+                return self.err(
+                    pc,
+                    format!("value {} makes {tname} pointer be out of bounds", k.smax),
+                );
+            }
+        }
+        let mut r = *ptr;
+        if let Some(c) = k.const_value() {
+            let c = c as i64;
+            let off = if op == ALU_ADD {
+                r.off as i64 + c
+            } else {
+                r.off as i64 - c
+            };
+            if off <= -MAX_VAR_OFF || off >= MAX_VAR_OFF {
+                return self.err(
+                    pc,
+                    format!("value {off} makes {tname} pointer be out of bounds"),
+                );
+            }
+            r.off = off as i32;
+            return Ok(r);
+        }
+        let aop = if op == ALU_ADD {
+            AluOp::Add
+        } else {
+            AluOp::Sub
+        };
+        r.v = scalar::alu(&ptr.v, k, aop, Width::W64);
+        if r.v.smin <= -MAX_VAR_OFF || r.v.smax >= MAX_VAR_OFF {
+            return self.err(
+                pc,
+                format!(
+                    "value {} makes {tname} pointer be out of bounds",
+                    if r.v.smin <= -MAX_VAR_OFF {
+                        r.v.smin
+                    } else {
+                        r.v.smax
+                    }
+                ),
+            );
+        }
+        if ptr.ty.is_packet() {
+            // A new variable part: ranges proven for the old one do not
+            // carry over.
+            r.id = self.new_id();
+            r.range = 0;
+        }
+        Ok(r)
+    }
+}

@@ -1,0 +1,429 @@
+//! The abstract machine state: typed registers, per-byte stack, call frames
+//! and acquired references; and the subsumption test used for pruning.
+
+use super::scalar::Scalar;
+use crate::isa::{NUM_REGS, STACK_FRAME_SIZE};
+
+/// What a register holds (the kernel's `enum bpf_reg_type`, the subset we
+/// meet). `_OR_NULL` variants are `maybe_null` on the pointer types.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum RegType {
+    NotInit,
+    Scalar,
+    Ctx,
+    Stack,
+    Packet,
+    PacketMeta,
+    PacketEnd,
+    MapValue,
+    ConstMapPtr,
+    /// Memory of `mem_size` bytes: raw program input, ring-buffer records.
+    Mem,
+    SockCommon,
+    Socket,
+    TcpSock,
+    /// A kernel object the program may only pass to helpers.
+    BtfId,
+    /// The address of a BPF function (`lddw src=PSEUDO_FUNC`), for callbacks.
+    Func,
+}
+
+impl RegType {
+    pub fn is_pointer(self) -> bool {
+        !matches!(self, RegType::NotInit | RegType::Scalar)
+    }
+
+    pub fn is_packet(self) -> bool {
+        matches!(self, RegType::Packet | RegType::PacketMeta)
+    }
+}
+
+/// One register. For pointers, `off` is the fixed offset and `v` the
+/// variable part; for scalars only `v` matters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Reg {
+    pub ty: RegType,
+    pub maybe_null: bool,
+    /// Memory a helper returned read-only, or a read-only map's value.
+    pub rdonly: bool,
+    /// Stack pointers: which frame's stack.
+    pub frame: u8,
+    /// Map pointers and map values: index into the program's maps; Func:
+    /// the target instruction.
+    pub map: u32,
+    /// Shared by copies of one pointer, so a null check or a packet range
+    /// proven on one copy applies to all.
+    pub id: u32,
+    /// Non-zero when the pointer is an acquired reference that must be
+    /// released (ring-buffer records, sockets).
+    pub ref_obj_id: u32,
+    pub off: i32,
+    /// Packet pointers: bytes proven readable from the pointer's id base.
+    pub range: u32,
+    /// Mem: size of the region.
+    pub mem_size: u32,
+    pub v: Scalar,
+}
+
+impl Reg {
+    pub const NOT_INIT: Reg = Reg {
+        ty: RegType::NotInit,
+        maybe_null: false,
+        rdonly: false,
+        frame: 0,
+        map: 0,
+        id: 0,
+        ref_obj_id: 0,
+        off: 0,
+        range: 0,
+        mem_size: 0,
+        v: Scalar::unknown(),
+    };
+
+    pub fn scalar(v: Scalar) -> Reg {
+        Reg {
+            ty: RegType::Scalar,
+            v,
+            ..Reg::NOT_INIT
+        }
+    }
+
+    pub fn unknown() -> Reg {
+        Reg::scalar(Scalar::unknown())
+    }
+
+    pub fn constant(c: u64) -> Reg {
+        Reg::scalar(Scalar::constant(c))
+    }
+
+    /// A pointer of type `ty` at fixed offset 0.
+    pub fn pointer(ty: RegType) -> Reg {
+        Reg {
+            ty,
+            v: Scalar::constant(0),
+            ..Reg::NOT_INIT
+        }
+    }
+
+    pub fn is_scalar(&self) -> bool {
+        self.ty == RegType::Scalar
+    }
+
+    pub fn is_init(&self) -> bool {
+        self.ty != RegType::NotInit
+    }
+
+    pub fn is_pointer(&self) -> bool {
+        self.ty.is_pointer()
+    }
+
+    pub fn is_const(&self) -> bool {
+        self.is_scalar() && self.v.is_const()
+    }
+
+    /// A scalar that is certainly zero, or a NULL-able pointer known null.
+    pub fn is_null_const(&self) -> bool {
+        self.is_scalar() && self.v.is_zero()
+    }
+
+    /// The whole offset is a known constant.
+    pub fn fixed_offset(&self) -> Option<i64> {
+        self.v.const_value().map(|c| self.off as i64 + c as i64)
+    }
+}
+
+/// What one byte of stack holds.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum StackByte {
+    Invalid,
+    Misc,
+    Zero,
+    /// Part of the register spilled in this slot.
+    Spill,
+}
+
+impl StackByte {
+    pub fn letter(self) -> char {
+        match self {
+            StackByte::Invalid => '?',
+            StackByte::Misc => 'm',
+            StackByte::Zero => '0',
+            StackByte::Spill => 'r',
+        }
+    }
+}
+
+/// Eight bytes of stack: slot `i` covers frame offsets `[-8(i+1), -8i)`;
+/// `bytes[0]` is the lowest address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct StackSlot {
+    pub bytes: [StackByte; 8],
+    pub spilled: Reg,
+}
+
+impl StackSlot {
+    pub const EMPTY: StackSlot = StackSlot {
+        bytes: [StackByte::Invalid; 8],
+        spilled: Reg::NOT_INIT,
+    };
+
+    pub fn is_full_spill(&self) -> bool {
+        self.bytes.iter().all(|&b| b == StackByte::Spill)
+    }
+}
+
+pub const STACK_SLOTS: usize = STACK_FRAME_SIZE / 8;
+
+/// One call frame.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Frame {
+    pub regs: [Reg; NUM_REGS as usize],
+    pub stack: Vec<StackSlot>,
+    /// The call instruction in the caller (`usize::MAX` for the main frame).
+    pub callsite: usize,
+    /// First instruction of the function this frame runs.
+    pub func_start: usize,
+    /// Set when the frame runs a callback on behalf of a helper.
+    pub callback: Option<Callback>,
+}
+
+/// A callback invocation: what the helper call needs to resume.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Callback {
+    /// Allowed return values.
+    pub ret_min: i64,
+    pub ret_max: i64,
+    /// The callback's arguments on re-entry (the helper calls it again).
+    pub args: [Reg; 5],
+}
+
+impl Frame {
+    pub fn new(callsite: usize, func_start: usize, frameno: usize) -> Frame {
+        let mut regs = [Reg::NOT_INIT; NUM_REGS as usize];
+        regs[10] = Reg {
+            frame: frameno as u8,
+            ..Reg::pointer(RegType::Stack)
+        };
+        Frame {
+            regs,
+            stack: Vec::new(),
+            callsite,
+            func_start,
+            callback: None,
+        }
+    }
+
+    /// The slot and byte index of frame offset `off` (negative).
+    pub fn locate(off: i64) -> (usize, usize) {
+        let pos = (-off - 1) as usize; // 0 = byte at -1
+        let slot = pos / 8;
+        // bytes[] runs from low to high address; -1 is the top byte.
+        (slot, 7 - pos % 8)
+    }
+
+    pub fn byte(&self, off: i64) -> StackByte {
+        let (slot, b) = Frame::locate(off);
+        self.stack
+            .get(slot)
+            .map_or(StackByte::Invalid, |s| s.bytes[b])
+    }
+
+    pub fn slot_mut(&mut self, slot: usize) -> &mut StackSlot {
+        if self.stack.len() <= slot {
+            self.stack.resize(slot + 1, StackSlot::EMPTY);
+        }
+        &mut self.stack[slot]
+    }
+
+    pub fn slot(&self, slot: usize) -> StackSlot {
+        self.stack.get(slot).copied().unwrap_or(StackSlot::EMPTY)
+    }
+}
+
+/// An acquired reference that must be released before exit.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct RefState {
+    pub id: u32,
+    /// Where it was acquired (for the leak message).
+    pub pc: usize,
+}
+
+/// The state of one path.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct State {
+    pub frames: Vec<Frame>,
+    pub refs: Vec<RefState>,
+    /// Held `bpf_spin_lock` (map index, offset), if any.
+    pub lock: Option<(u32, i64)>,
+}
+
+impl State {
+    pub fn cur(&self) -> &Frame {
+        self.frames.last().expect("a state always has a frame")
+    }
+
+    pub fn cur_mut(&mut self) -> &mut Frame {
+        self.frames.last_mut().expect("a state always has a frame")
+    }
+
+    pub fn reg(&self, r: u8) -> &Reg {
+        &self.cur().regs[r as usize]
+    }
+
+    pub fn reg_mut(&mut self, r: u8) -> &mut Reg {
+        &mut self.cur_mut().regs[r as usize]
+    }
+
+    pub fn frameno(&self) -> usize {
+        self.frames.len() - 1
+    }
+
+    /// Every register and spilled register in every frame.
+    pub fn for_each_reg_mut(&mut self, mut f: impl FnMut(&mut Reg)) {
+        for fr in &mut self.frames {
+            for r in fr.regs.iter_mut() {
+                f(r);
+            }
+            for s in fr.stack.iter_mut() {
+                if s.bytes.contains(&StackByte::Spill) {
+                    f(&mut s.spilled);
+                }
+            }
+        }
+    }
+}
+
+/// Maps ids of an old state to ids of the current one; two different old
+/// ids must not map to one current id (and vice versa), or the old state's
+/// "these are the same pointer" facts would not hold in the current one.
+#[derive(Default)]
+pub struct IdMap {
+    pairs: Vec<(u32, u32)>,
+}
+
+impl IdMap {
+    pub fn clear(&mut self) {
+        self.pairs.clear();
+    }
+
+    pub fn check(&mut self, old: u32, cur: u32) -> bool {
+        if old == 0 && cur == 0 {
+            return true;
+        }
+        if old == 0 || cur == 0 {
+            return false;
+        }
+        for &(o, c) in &self.pairs {
+            if o == old || c == cur {
+                return o == old && c == cur;
+            }
+        }
+        self.pairs.push((old, cur));
+        true
+    }
+}
+
+/// Whether every concrete value the current register may hold is covered
+/// by the old one (whose exploration found no error).
+pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap) -> bool {
+    if old.ty == RegType::NotInit {
+        return true;
+    }
+    if old.ty != cur.ty {
+        return false;
+    }
+    match old.ty {
+        RegType::NotInit => true,
+        RegType::Scalar => {
+            // Scalar ids link copies for bounds propagation; an old id
+            // that is mapped consistently is enough.
+            old.v.contains(&cur.v) && (old.id == 0 || ids.check(old.id, cur.id))
+        }
+        _ => {
+            old.maybe_null == cur.maybe_null
+                && old.rdonly == cur.rdonly
+                && old.frame == cur.frame
+                && old.map == cur.map
+                && old.off == cur.off
+                && old.mem_size == cur.mem_size
+                && old.range <= cur.range
+                && old.v.contains(&cur.v)
+                && ids.check(old.id, cur.id)
+                && ids.check(old.ref_obj_id, cur.ref_obj_id)
+        }
+    }
+}
+
+fn stacksafe(old: &Frame, cur: &Frame, ids: &mut IdMap) -> bool {
+    for (i, os) in old.stack.iter().enumerate() {
+        let cs = cur.slot(i);
+        let mut need_spill = false;
+        for b in 0..8 {
+            let ok = match os.bytes[b] {
+                StackByte::Invalid => true,
+                StackByte::Misc => match cs.bytes[b] {
+                    StackByte::Misc | StackByte::Zero => true,
+                    StackByte::Spill => cs.spilled.is_scalar(),
+                    StackByte::Invalid => false,
+                },
+                StackByte::Zero => {
+                    cs.bytes[b] == StackByte::Zero
+                        || (cs.bytes[b] == StackByte::Spill && cs.spilled.is_null_const())
+                }
+                StackByte::Spill => {
+                    need_spill = true;
+                    cs.bytes[b] == StackByte::Spill
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if need_spill && (os.bytes != cs.bytes || !regsafe(&os.spilled, &cs.spilled, ids)) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The kernel's `states_equal`: whether `cur` is subsumed by `old`.
+/// `live` gives, per frame (outermost first), the registers that may be
+/// read later; dead ones are not compared.
+pub fn states_equal(old: &State, cur: &State, live: &[u16], ids: &mut IdMap) -> bool {
+    ids.clear();
+    if old.frames.len() != cur.frames.len() || old.lock != cur.lock {
+        return false;
+    }
+    if old.refs.len() != cur.refs.len() {
+        return false;
+    }
+    for (of, cf) in old.frames.iter().zip(&cur.frames) {
+        if of.callsite != cur_callsite(cf) || of.callback != cf.callback {
+            return false;
+        }
+    }
+    for (k, (of, cf)) in old.frames.iter().zip(&cur.frames).enumerate() {
+        let mask = live.get(k).copied().unwrap_or(u16::MAX);
+        for r in 0..NUM_REGS as usize {
+            if mask & (1 << r) == 0 {
+                continue;
+            }
+            if !regsafe(&of.regs[r], &cf.regs[r], ids) {
+                return false;
+            }
+        }
+        if !stacksafe(of, cf, ids) {
+            return false;
+        }
+    }
+    for (o, c) in old.refs.iter().zip(&cur.refs) {
+        if !ids.check(o.id, c.id) {
+            return false;
+        }
+    }
+    true
+}
+
+fn cur_callsite(f: &Frame) -> usize {
+    f.callsite
+}
