@@ -950,4 +950,144 @@ pub(crate) mod tests {
         let btf = Btf::parse(&b.build()).unwrap();
         assert!(btf.describe(31).unwrap_err().0.contains("nodes"));
     }
+
+    #[test]
+    fn parses_every_kind() {
+        let mut b = BtfBuilder::new();
+        b.add("long", 1, 0, false, 8, &[(1 << 24) | 64]); // 1 INT
+        b.add("double", 16, 0, false, 8, &[]); // 2 FLOAT
+        let (lo, hi) = (b.name("LO"), b.name("HI"));
+        // 3 ENUM64 (unsigned): LO = 1, HI = 1 << 40
+        b.add("big", 19, 2, false, 8, &[lo, 1, 0, hi, 0, 1 << 8]);
+        b.add("s", 7, 0, true, 0, &[]); // 4 FWD union
+        b.add("", 18, 0, false, 1, &[]); // 5 TYPE_TAG -> 1
+        b.add("", 11, 0, false, 5, &[]); // 6 RESTRICT -> 5
+        b.add("", 9, 0, false, 6, &[]); // 7 VOLATILE -> 6
+        let x = b.name("x");
+        b.add("", 13, 1, false, 1, &[x, 1]); // 8 FUNC_PROTO long (long x)
+        b.add("f", 12, 1, false, 8, &[]); // 9 FUNC global
+        b.add("tag", 17, 0, false, 9, &[u32::MAX]); // 10 DECL_TAG on f
+        b.add("v", 14, 0, false, 7, &[1]); // 11 VAR (global)
+        b.add(".data", 15, 1, false, 8, &[11, 0, 8]); // 12 DATASEC
+        b.add("", 5, 2, false, 8, &[x, 1, 0, x, 2, 0]); // 13 UNION
+        let btf = Btf::parse(&b.build()).unwrap();
+        let kinds: Vec<&str> = btf.types().map(|(_, t)| t.kind.kind_name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "INT",
+                "FLOAT",
+                "ENUM64",
+                "FWD",
+                "TYPE_TAG",
+                "RESTRICT",
+                "VOLATILE",
+                "FUNC_PROTO",
+                "FUNC",
+                "DECL_TAG",
+                "VAR",
+                "DATASEC",
+                "UNION"
+            ]
+        );
+        assert_eq!(btf.resolve(7).unwrap(), 1);
+        assert_eq!(btf.size_of(11).unwrap(), 8);
+        assert_eq!(btf.describe(2).unwrap(), TypeDesc::Float { size: 8 });
+        let TypeDesc::Enum {
+            values,
+            signed,
+            size,
+            ..
+        } = btf.describe(3).unwrap()
+        else {
+            panic!("not an enum");
+        };
+        assert_eq!((size, signed), (8, false));
+        assert_eq!(values[1], ("HI".to_string(), 1 << 40));
+        assert!(matches!(
+            btf.get(4).unwrap().kind,
+            BtfKind::Fwd { is_union: true }
+        ));
+        assert!(btf.describe(4).is_err() && btf.size_of(4).is_err());
+        assert!(matches!(
+            btf.get(9).unwrap().kind,
+            BtfKind::Func {
+                proto: 8,
+                linkage: 1
+            }
+        ));
+        assert!(matches!(
+            btf.get(10).unwrap().kind,
+            BtfKind::DeclTag {
+                type_id: 9,
+                component_idx: -1
+            }
+        ));
+        let BtfKind::Datasec { vars, .. } = &btf.get(12).unwrap().kind else {
+            panic!("not a datasec");
+        };
+        assert_eq!(
+            vars[0],
+            VarSecinfo {
+                type_id: 11,
+                offset: 0,
+                size: 8
+            }
+        );
+        let TypeDesc::Struct {
+            is_union, members, ..
+        } = btf.describe(13).unwrap()
+        else {
+            panic!("not a union");
+        };
+        assert!(is_union);
+        assert_eq!(members[1].ty, TypeDesc::Float { size: 8 });
+        assert_eq!(
+            btf.find(".data", |k| matches!(k, BtfKind::Datasec { .. })),
+            Some(12)
+        );
+    }
+
+    #[test]
+    fn parses_btf_ext_records() {
+        let mut b = BtfBuilder::new();
+        b.add("int", 1, 0, false, 4, &[(1 << 24) | 32]);
+        let sec = b.name("xdp");
+        let file = b.name("a.c");
+        let line = b.name("return 0;");
+        let access = b.name("0:1");
+        let btf = Btf::parse(&b.build()).unwrap();
+        let words = |w: &[u32]| w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let func = words(&[8, sec, 1, 16, 1]);
+        let lines = words(&[16, sec, 1, 24, file, line, (7 << 10) | 3]);
+        let core = words(&[16, sec, 1, 32, 1, access, 0]);
+        let mut ext = words(&[0x0001_eb9f, 32]);
+        let mut off = 0u32;
+        for part in [&func, &lines, &core] {
+            ext.extend(words(&[off, part.len() as u32]));
+            off += part.len() as u32;
+        }
+        ext.extend(func.iter().chain(&lines).chain(&core));
+        let x = ext::BtfExt::parse(&ext, &btf).unwrap();
+        assert_eq!(x.func_info[0].section, "xdp");
+        assert_eq!(
+            x.func_info[0].records[0],
+            ext::FuncInfoRec {
+                insn_off: 16,
+                type_id: 1
+            }
+        );
+        let l = x.line_info[0].records[0];
+        assert_eq!((l.insn_off, l.line, l.column), (24, 7, 3));
+        assert_eq!(btf.string_at(l.line_off).unwrap(), "return 0;");
+        assert_eq!(x.core_relos[0].records[0].access_str_off, access);
+        // A record count larger than the data is refused before allocating.
+        let mut bad = ext.clone();
+        bad[32 + 8..32 + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(ext::BtfExt::parse(&bad, &btf)
+            .unwrap_err()
+            .0
+            .contains("do not fit"));
+        assert!(ext::BtfExt::parse(&ext[..30], &btf).is_err());
+    }
 }
