@@ -115,6 +115,8 @@ fn registered_ids_are_the_kernels() {
         "spin_lock",
         "spin_unlock",
         "perf_event_output",
+        "skb_vlan_push",
+        "skb_vlan_pop",
         "sk_storage_get",
         "sk_storage_delete",
         "task_storage_get",
@@ -1496,4 +1498,97 @@ fn helpers_fail_safely_on_arbitrary_arguments() {
         ok > 100 && failed > 100,
         "{ok} runs returned, {failed} faulted"
     );
+}
+
+// --- VLAN tags ------------------------------------------------------------------
+
+/// An Ethernet frame with `tags` (TPID, TCI) after the MAC addresses.
+fn tagged(tags: &[(u16, u16)], payload_type: u16) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+    for &(tpid, tci) in tags {
+        f.extend(tpid.to_be_bytes());
+        f.extend(tci.to_be_bytes());
+    }
+    f.extend(payload_type.to_be_bytes());
+    f.extend(b"payload-bytes-here-and-more-to-pad-it");
+    f
+}
+
+/// (vlan_present, vlan_tci, vlan_proto as a host value, protocol as a host
+/// value) from an `__sk_buff`.
+fn vlan_fields(ctx: &[u8]) -> (u32, u32, u16, u16) {
+    let u = |o: usize| u32::from_ne_bytes(ctx[o..o + 4].try_into().unwrap());
+    (
+        u(20),
+        u(24),
+        u16::from_be(u(28) as u16),
+        u16::from_be(u(16) as u16),
+    )
+}
+
+#[test]
+fn vlan_pop_takes_tags_out_of_the_packet_and_the_skb() {
+    let pop = load("call 19\nexit", ProgType::SchedCls, vec![]);
+    let r = run_packet(&pop, &tagged(&[(0x8100, 100)], 0x0800), None);
+    assert_eq!(r.retval, 0);
+    assert_eq!(r.data, tagged(&[], 0x0800));
+    assert_eq!(vlan_fields(&r.ctx), (0, 0, 0, 0x0800));
+    assert_eq!(
+        u32::from_ne_bytes(r.ctx[..4].try_into().unwrap()) as usize,
+        r.data.len()
+    );
+
+    // Q-in-Q: the outer tag goes, the inner one becomes the skb's tag.
+    let r = run_packet(&pop, &tagged(&[(0x88a8, 7), (0x8100, 42)], 0x86dd), None);
+    assert_eq!(r.data, tagged(&[], 0x86dd));
+    assert_eq!(vlan_fields(&r.ctx), (1, 42, 0x8100, 0x86dd));
+
+    // An skb tag is dropped without touching the packet.
+    let mut ctx = vec![0u8; 192];
+    ctx[20..24].copy_from_slice(&1u32.to_ne_bytes());
+    ctx[24..28].copy_from_slice(&9u32.to_ne_bytes());
+    ctx[28..32].copy_from_slice(&(0x8100u16.to_be() as u32).to_ne_bytes());
+    let untagged = tagged(&[], 0x0800);
+    let r = run_packet(&pop, &untagged, Some(&ctx));
+    assert_eq!((r.retval, &r.data), (0, &untagged));
+    assert_eq!(vlan_fields(&r.ctx), (0, 0, 0, 0x0800));
+    // Nothing to pop.
+    let r = run_packet(&pop, &untagged, None);
+    assert_eq!((r.retval, r.data), (0, untagged));
+}
+
+#[test]
+fn vlan_push_sets_the_skb_tag_and_moves_an_existing_one_into_the_packet() {
+    let push = |proto: u16, tci: u16| {
+        format!(
+            "mov %r6, %r1\nmov %r2, {}\nmov %r3, {tci}\ncall 18\nexit",
+            proto.to_be()
+        )
+    };
+    let plain = tagged(&[], 0x0800);
+    let p = load(&push(0x88a8, 5), ProgType::SchedCls, vec![]);
+    let r = run_packet(&p, &plain, None);
+    assert_eq!((r.retval, &r.data), (0, &plain));
+    assert_eq!(vlan_fields(&r.ctx), (1, 5, 0x88a8, 0x0800));
+
+    // A second push: the first tag enters the packet.
+    let twice = "
+        mov %r6, %r1
+        mov %r2, 0x0081
+        mov %r3, 100
+        call 18
+        mov %r1, %r6
+        mov %r2, 0xa888
+        mov %r3, 200
+        call 18
+        exit";
+    let p = load(twice, ProgType::SchedCls, vec![]);
+    let r = run_packet(&p, &plain, None);
+    assert_eq!(r.retval, 0);
+    assert_eq!(r.data, tagged(&[(0x8100, 100)], 0x0800));
+    assert_eq!(vlan_fields(&r.ctx), (1, 200, 0x88a8, 0x8100));
+
+    // Unknown protocols are taken as 802.1Q.
+    let p = load(&push(0x1234, 1), ProgType::SchedCls, vec![]);
+    assert_eq!(vlan_fields(&run_packet(&p, &plain, None).ctx).2, 0x8100);
 }

@@ -27,6 +27,8 @@ pub(super) const HELPERS: &[(u32, HelperFn)] = &[
     (9, skb_store_bytes),
     (10, l3_csum_replace),
     (11, l4_csum_replace),
+    (18, skb_vlan_push),
+    (19, skb_vlan_pop),
     (23, redirect),
     (26, skb_load_bytes),
     (28, csum_diff),
@@ -77,7 +79,14 @@ pub const TC_ACT_REDIRECT: u64 = 7;
 
 /// `__sk_buff` offsets the helpers maintain.
 const SKB_LEN: usize = 0;
+const SKB_PROTOCOL: usize = 16;
+const SKB_VLAN_PRESENT: usize = 20;
+const SKB_VLAN_TCI: usize = 24;
+const SKB_VLAN_PROTO: usize = 28;
 const SKB_HASH: usize = 68;
+
+/// `VLAN_HLEN`.
+const VLAN_HLEN: u64 = 4;
 
 /// The run's state and packet, for a helper called with the context in r1.
 fn packet_of<'m>(
@@ -127,6 +136,11 @@ fn commit(mem: &mut HelperMemory<'_>, state: &mut RunState, p: Packet) {
         store_ctx_u32(state, SKB_LEN, p.len() as u32);
     }
     mem.set_input(p.data_meta, p.data_end - p.data_meta);
+}
+
+fn load_ctx_u32(state: &RunState, off: usize) -> u32 {
+    // SAFETY: `off` is inside the public __sk_buff of the live context.
+    unsafe { ((state.ctx as *const u8).add(off) as *const u32).read_unaligned() }
 }
 
 fn store_ctx_u32(state: &RunState, off: usize, v: u32) {
@@ -394,6 +408,120 @@ fn skb_change_head(
     p.data_meta = p.data;
     commit(mem, state, p);
     Ok(0)
+}
+
+/// A big-endian ethertype as it sits in memory (and in `__sk_buff`).
+fn be16(v: u16) -> u16 {
+    v.to_be()
+}
+
+fn is_vlan_proto(proto: u16) -> bool {
+    proto == be16(0x8100) || proto == be16(0x88a8)
+}
+
+/// `__skb_vlan_pop`: takes the tag after the MAC addresses out of the
+/// packet; the inner ethertype becomes the protocol. Returns the tag's TCI
+/// or the errno.
+fn pop_packet_tag(state: &RunState, p: &mut Packet) -> Result<u16, i32> {
+    if p.data != mac_header(state, p) {
+        return Err(EINVAL);
+    }
+    if p.len() < ETH_HLEN + VLAN_HLEN {
+        return Err(ENOMEM);
+    }
+    let tag = read_packet(p.data + ETH_HLEN - 2, 6);
+    let tci = u16::from_be_bytes([tag[2], tag[3]]);
+    let inner = u16::from_ne_bytes([tag[4], tag[5]]);
+    let macs = read_packet(p.data, 12);
+    p.data += VLAN_HLEN;
+    p.data_meta = p.data;
+    write_packet(p.data, &macs);
+    // vlan_set_encap_proto: below 0x600 the field is a length, not a type.
+    let protocol = if u16::from_be(inner) >= 0x600 {
+        inner
+    } else if read_packet(p.data + ETH_HLEN, 2.min(p.len() - ETH_HLEN)) == [0xff, 0xff] {
+        be16(0x0001) // ETH_P_802_3
+    } else {
+        be16(0x0004) // ETH_P_802_2
+    };
+    store_ctx_u32(state, SKB_PROTOCOL, protocol as u32);
+    Ok(tci)
+}
+
+fn put_hwaccel_tag(state: &RunState, proto: u16, tci: u16) {
+    store_ctx_u32(state, SKB_VLAN_PRESENT, 1);
+    store_ctx_u32(state, SKB_VLAN_TCI, tci as u32);
+    store_ctx_u32(state, SKB_VLAN_PROTO, proto as u32);
+}
+
+/// `bpf_skb_vlan_push(skb, vlan_proto, vlan_tci)`: the new tag becomes the
+/// out-of-band (hardware accelerated) tag, as in the kernel; a tag already
+/// there moves into the packet first. Protocols other than 802.1Q and
+/// 802.1ad are taken as 802.1Q.
+fn skb_vlan_push(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let (state, mut p) = packet_of(mem, a[0], "bpf_skb_vlan_push", false)?;
+    let (mut proto, tci) = (a[1] as u16, a[2] as u16);
+    if !is_vlan_proto(proto) {
+        proto = be16(0x8100);
+    }
+    if load_ctx_u32(state, SKB_VLAN_PRESENT) != 0 {
+        if p.data != mac_header(state, &p) {
+            return Ok(errno(EINVAL));
+        }
+        if p.data - p.buf < VLAN_HLEN {
+            return Ok(errno(ENOMEM));
+        }
+        let old_proto = load_ctx_u32(state, SKB_VLAN_PROTO) as u16;
+        let old_tci = load_ctx_u32(state, SKB_VLAN_TCI) as u16;
+        let macs = read_packet(p.data, 12);
+        p.data -= VLAN_HLEN;
+        p.data_meta = p.data;
+        write_packet(p.data, &macs);
+        let mut tag = old_proto.to_ne_bytes().to_vec();
+        tag.extend(old_tci.to_be_bytes());
+        write_packet(p.data + 12, &tag);
+        store_ctx_u32(state, SKB_PROTOCOL, old_proto as u32);
+        commit(mem, state, p);
+    }
+    put_hwaccel_tag(state, proto, tci);
+    Ok(0)
+}
+
+/// `bpf_skb_vlan_pop(skb)`: drops the out-of-band tag, or the packet's
+/// outer tag; a further tag in the packet then becomes the out-of-band
+/// one.
+fn skb_vlan_pop(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let (state, mut p) = packet_of(mem, a[0], "bpf_skb_vlan_pop", false)?;
+    let before = p.data;
+    let mut result = Ok(());
+    if load_ctx_u32(state, SKB_VLAN_PRESENT) != 0 {
+        for off in [SKB_VLAN_PRESENT, SKB_VLAN_TCI, SKB_VLAN_PROTO] {
+            store_ctx_u32(state, off, 0);
+        }
+    } else if is_vlan_proto(load_ctx_u32(state, SKB_PROTOCOL) as u16) {
+        result = pop_packet_tag(state, &mut p).map(|_| ());
+    } else {
+        return Ok(0);
+    }
+    let protocol = load_ctx_u32(state, SKB_PROTOCOL) as u16;
+    if result.is_ok() && is_vlan_proto(protocol) {
+        result = pop_packet_tag(state, &mut p).map(|tci| put_hwaccel_tag(state, protocol, tci));
+    }
+    if p.data != before {
+        commit(mem, state, p);
+    }
+    Ok(match result {
+        Ok(()) => 0,
+        Err(e) => errno(e),
+    })
 }
 
 /// 32-bit ones' complement addition (`csum_add`).
