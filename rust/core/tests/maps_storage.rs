@@ -752,4 +752,20 @@ fn program_side_costs() {
     );
     // Every hit found its key (11/10 of n counts the warm-up runs).
     assert_eq!(found, 3 * (n + n / 10));
+    // Two threads looking up one map at once (the lock is contended).
+    for (what, map) in [("array", &array), ("hash", &hash)] {
+        let per_op = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        time_ns(n, |i| {
+                            assert!(map.imp().lookup_ptr(&k32(i as u32 & 1023), 0).is_some())
+                        })
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum::<f64>() / 2.0
+        });
+        report(&format!("{what} lookup_ptr, 2 threads"), per_op);
+    }
 }

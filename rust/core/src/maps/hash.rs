@@ -14,7 +14,13 @@
 //! is never released while the map lives: `lookup_ptr` pointers stay valid
 //! after a delete (a later insert may reuse the slot, as in the kernel).
 //!
-//! All operations take the region's lock. Writes are ordered so that a
+//! Writers take the region's lock. Program lookups in maps without an LRU
+//! list do not: they walk the chain optimistically and check the header's
+//! sequence count (bumped around every change to the chains or the free
+//! list) before trusting the result, falling back to the lock if a change
+//! got in the way; uncontended readers thus share no written cache line.
+//! Key comparisons read whole 8-byte words (a key's padding is never
+//! written, so it stays zero). Writes are ordered so that a
 //! process killed in the middle of one leaves only a leaked slot or a stale
 //! count, never a broken chain: an element is filled before it is linked,
 //! and unlinked before it is freed. Whoever takes the lock over from a dead
@@ -24,7 +30,7 @@
 use std::any::Any;
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, AtomicU32, Ordering};
 
 use super::percpu_array::MAX_PERCPU_VALUE;
 use super::region::{
@@ -222,7 +228,7 @@ impl HashCore {
             let index = self.slot_of(self.region.word(link).load(Ordering::Acquire))?;
             let elem = self.elem(index);
             if self.region.word(elem + E_HASH).load(Ordering::Relaxed) == hash
-                && self.region.equals(elem + E_KEY, key)
+                && self.key_matches(elem, key)
             {
                 return Some((index, link));
             }
@@ -231,17 +237,82 @@ impl HashCore {
         None
     }
 
+    /// Compares a stored key with `key`, a word at a time.
+    #[inline]
+    fn key_matches(&self, elem: usize, key: &[u8]) -> bool {
+        let mut at = elem + E_KEY;
+        let mut words = key.chunks_exact(8);
+        for word in &mut words {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(word);
+            if self.region.dword(at).load(Ordering::Relaxed) != u64::from_ne_bytes(bytes) {
+                return false;
+            }
+            at += 8;
+        }
+        let rest = words.remainder();
+        if rest.is_empty() {
+            return true;
+        }
+        let mut bytes = [0u8; 8];
+        bytes[..rest.len()].copy_from_slice(rest);
+        self.region.dword(at).load(Ordering::Relaxed) == u64::from_ne_bytes(bytes)
+    }
+
+    /// `find` without the lock: `Some(answer)` if no change to the chains
+    /// overlapped the walk, `None` if the caller must take the lock.
+    #[inline]
+    fn find_unlocked(&self, key: &[u8], hash: u32) -> Option<Option<u32>> {
+        let seq = &self.region.header().seq;
+        for _ in 0..4 {
+            let before = seq.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                let found = self.find(key, hash).map(|(index, _)| index);
+                fence(Ordering::Acquire);
+                if seq.load(Ordering::Relaxed) == before {
+                    return Some(found);
+                }
+            }
+            std::hint::spin_loop();
+        }
+        None
+    }
+
+    /// Opens a window in which chains and the free list may change: lock-free
+    /// readers that overlap it retry. Caller holds the lock.
+    #[inline]
+    fn begin_change(&self) -> ChangeWindow<'_> {
+        let seq = &self.region.header().seq;
+        // Even, even if a dead writer left it odd and no repair ran yet.
+        let start = seq.load(Ordering::Relaxed) & !1;
+        seq.store(start.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        ChangeWindow { seq, start }
+    }
+
     #[inline]
     pub(crate) fn lookup_ptr(&self, key: &[u8], cpu: u32) -> Option<NonNull<u8>> {
         if key.len() != self.key_size || cpu as usize >= self.ncpus {
             return None;
         }
         let hash = hash_key(key);
-        let _guard = self.lock();
-        let (index, _) = self.find(key, hash)?;
-        if self.lru {
-            self.touch(index);
-        }
+        // LRU lookups reorder the list, so they always need the lock.
+        let unlocked = if self.lru {
+            None
+        } else {
+            self.find_unlocked(key, hash)
+        };
+        let index = match unlocked {
+            Some(found) => found?,
+            None => {
+                let _guard = self.lock();
+                let (index, _) = self.find(key, hash)?;
+                if self.lru {
+                    self.touch(index);
+                }
+                index
+            }
+        };
         Some(
             self.region
                 .nonnull(self.elem(index) + self.value_offset + cpu as usize * self.slot),
@@ -301,6 +372,7 @@ impl HashCore {
         if flags & BPF_EXIST != 0 {
             return Err(MapError::NotFound);
         }
+        let _window = self.begin_change();
         let index = self.alloc_slot()?;
         let elem = self.elem(index);
         self.set_field(index, E_HASH, hash);
@@ -402,6 +474,7 @@ impl HashCore {
         let hash = hash_key(key);
         let _guard = self.lock();
         let (index, link) = self.find(key, hash).ok_or(MapError::NotFound)?;
+        let _window = self.begin_change();
         self.region
             .word(link)
             .store(self.field(index, E_NEXT), Ordering::Release);
@@ -497,6 +570,7 @@ impl HashCore {
     /// free list, and the LRU list keeps its order for the elements it still
     /// reaches (the others join at the cold end). Caller holds the lock.
     pub(crate) fn repair(&self) {
+        let _window = self.begin_change();
         let header = self.region.header();
         let next_unused = header
             .next_unused
@@ -556,6 +630,20 @@ impl HashCore {
     }
 }
 
+/// Closes a [`HashCore::begin_change`] window when dropped.
+struct ChangeWindow<'a> {
+    seq: &'a AtomicU32,
+    start: u32,
+}
+
+impl Drop for ChangeWindow<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.seq
+            .store(self.start.wrapping_add(2), Ordering::Release);
+    }
+}
+
 /// `BPF_MAP_TYPE_HASH`.
 pub struct Hash {
     core: HashCore,
@@ -606,5 +694,77 @@ impl MapImpl for Hash {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::super::{Map, MapDef, MapType, BPF_ANY, BPF_NOEXIST};
+    use super::hash_key;
+
+    /// Keys that all land in bucket 0 of a table with `mask + 1` buckets.
+    fn colliding_keys(count: usize, mask: u32) -> Vec<[u8; 4]> {
+        (0u32..)
+            .map(u32::to_ne_bytes)
+            .filter(|k| hash_key(k) & mask == 0)
+            .take(count)
+            .collect()
+    }
+
+    /// Lock-free program lookups walk one long chain while another thread
+    /// keeps deleting and reusing the slots in front of the keys sought: a
+    /// reader must never miss a present key nor report an absent one.
+    #[test]
+    fn unlocked_lookups_racing_with_churn_are_exact() {
+        let max_entries = 256;
+        let keys = colliding_keys(220, max_entries - 1);
+        let (stable, rest) = keys.split_at(100);
+        let (churn, absent) = rest.split_at(80);
+        let map = Map::create(MapDef::new(MapType::Hash, 4, 8, max_entries)).unwrap();
+        for (i, key) in stable.iter().enumerate() {
+            map.update(key, &(i as u64).to_ne_bytes(), BPF_NOEXIST)
+                .unwrap();
+        }
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let (map, stop) = (&map, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // Inserted at the chain's head, in front of the stable keys.
+                    for key in churn {
+                        map.update(key, &u64::MAX.to_ne_bytes(), BPF_ANY).unwrap();
+                    }
+                    for key in churn {
+                        map.delete(key).unwrap();
+                    }
+                }
+            });
+            let readers: Vec<_> = (0..2)
+                .map(|r| {
+                    s.spawn(move || {
+                        for i in 0..20_000usize {
+                            let index = (i * 7 + r) % stable.len();
+                            let ptr = map.imp().lookup_ptr(&stable[index], 0);
+                            let ptr = ptr.unwrap_or_else(|| panic!("stable key {index} missed"));
+                            let value = unsafe { ptr.as_ptr().cast::<u64>().read() };
+                            assert_eq!(value, index as u64);
+                            let missing = &absent[i % absent.len()];
+                            assert!(map.imp().lookup_ptr(missing, 0).is_none());
+                        }
+                    })
+                })
+                .collect();
+            // Stop the writer before reporting a reader's failure.
+            let results: Vec<_> = readers.into_iter().map(|r| r.join()).collect();
+            stop.store(true, Ordering::Relaxed);
+            for result in results {
+                if let Err(panic) = result {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        });
+        assert_eq!(map.len(), stable.len());
     }
 }

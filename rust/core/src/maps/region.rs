@@ -47,7 +47,9 @@ pub(crate) struct Header {
     max_entries: AtomicU32,
     flags: AtomicU32,
     num_cpus: AtomicU32,
-    _reserved0: AtomicU32,
+    /// Sequence count of structural changes (odd while one is under way),
+    /// so that readers can walk hash chains without taking the lock.
+    pub(crate) seq: AtomicU32,
     layout_len: AtomicU64,
     /// Pid of the process holding the writer lock, 0 when free.
     pub(crate) lock: AtomicU32,
@@ -417,12 +419,12 @@ impl Region {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr(off), data.len()) }
     }
 
+    /// The `u64` at an 8-aligned offset, as an atomic.
     #[inline]
-    pub(crate) fn equals(&self, off: usize, data: &[u8]) -> bool {
-        debug_assert!(off + data.len() <= self.len);
-        // SAFETY: in bounds and initialised (mapped memory is zero-filled).
-        let stored = unsafe { std::slice::from_raw_parts(self.ptr(off), data.len()) };
-        stored == data
+    pub(crate) fn dword(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.len);
+        // SAFETY: aligned, inside the region, lives as long as `self`.
+        unsafe { AtomicU64::from_ptr(self.ptr(off).cast::<u64>()) }
     }
 
     #[inline]
