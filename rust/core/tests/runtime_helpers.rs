@@ -117,6 +117,13 @@ fn registered_ids_are_the_kernels() {
         "perf_event_output",
         "skb_vlan_push",
         "skb_vlan_pop",
+        "copy_from_user",
+        "set_hash",
+        "set_hash_invalid",
+        "skb_change_type",
+        "xdp_get_buff_len",
+        "xdp_load_bytes",
+        "xdp_store_bytes",
         "sk_storage_get",
         "sk_storage_delete",
         "task_storage_get",
@@ -237,7 +244,7 @@ fn pid_tgid_uid_gid_and_comm_describe_the_calling_thread() {
 
 #[test]
 fn probe_read_copies_program_memory_and_zeroes_on_a_bad_source() {
-    for id in [4, 112, 113] {
+    for id in [4, 112, 113, 148] {
         let mut buf: Vec<u8> = (0..32).collect();
         // dst = buf, size = 8, src = buf + 16
         let src = format!("mov %r6, %r1\nmov %r3, %r1\nadd %r3, 16\nmov %r2, 8\ncall {id}\nexit");
@@ -1591,4 +1598,84 @@ fn vlan_push_sets_the_skb_tag_and_moves_an_existing_one_into_the_packet() {
     // Unknown protocols are taken as 802.1Q.
     let p = load(&push(0x1234, 1), ProgType::SchedCls, vec![]);
     assert_eq!(vlan_fields(&run_packet(&p, &plain, None).ctx).2, 0x8100);
+}
+
+#[test]
+fn xdp_load_store_and_length_use_offsets_from_data() {
+    let pkt = frame(40);
+    // Copy 4 bytes from offset 6 to offset 0 through the stack; return
+    // the length r0 << 32 | the two results.
+    let copy = |from: u32, to: u32, len: u32| {
+        format!(
+            "
+            mov %r6, %r1
+            mov %r2, {from}
+            mov %r3, %r10
+            add %r3, -8
+            mov %r4, {len}
+            call 189
+            mov %r7, %r0
+            mov %r1, %r6
+            mov %r2, {to}
+            mov %r3, %r10
+            add %r3, -8
+            mov %r4, {len}
+            call 190
+            and %r0, 0xff
+            and %r7, 0xff
+            lsh %r7, 8
+            or %r7, %r0
+            mov %r1, %r6
+            call 188
+            lsh %r0, 32
+            or %r0, %r7
+            exit"
+        )
+    };
+    let prog = load(&copy(6, 0, 4), ProgType::Xdp, vec![]);
+    let r = run_packet(&prog, &pkt, None);
+    assert_eq!(r.retval, 40 << 32);
+    let mut expect = pkt.clone();
+    expect.copy_within(6..10, 0);
+    assert_eq!(r.data, expect);
+    // Past the end: -EINVAL from both; offsets past 16 bits: -EFAULT.
+    let prog = load(&copy(38, 37, 4), ProgType::Xdp, vec![]);
+    let r = run_packet(&prog, &pkt, None);
+    assert_eq!(r.retval, 40 << 32 | (EINVAL & 0xff) << 8 | (EINVAL & 0xff));
+    assert_eq!(r.data, pkt);
+    let prog = load(&copy(0x10000, 0x10000, 4), ProgType::Xdp, vec![]);
+    let r = run_packet(&prog, &pkt, None);
+    assert_eq!(r.retval, 40 << 32 | (EFAULT & 0xff) << 8 | (EFAULT & 0xff));
+}
+
+#[test]
+fn set_hash_and_change_type_write_the_skb() {
+    let pkt = udp_packet(IP_SRC, IP_DST, 1234, 53);
+    let set = load(
+        "mov %r2, 0x1234567\ncall 48\nexit",
+        ProgType::SchedCls,
+        vec![],
+    );
+    let r = run_packet(&set, &pkt, None);
+    assert_eq!(
+        (r.retval, &r.ctx[68..72]),
+        (0, &0x1234567u32.to_ne_bytes()[..])
+    );
+    let mut ctx = vec![0u8; 192];
+    ctx[68..72].copy_from_slice(&7u32.to_ne_bytes());
+    let clear = load("call 41\nexit", ProgType::SchedCls, vec![]);
+    assert_eq!(&run_packet(&clear, &pkt, Some(&ctx)).ctx[68..72], &[0; 4]);
+
+    let change = |t: u32| {
+        load(
+            &format!("mov %r2, {t}\ncall 32\nexit"),
+            ProgType::SchedCls,
+            vec![],
+        )
+    };
+    let r = run_packet(&change(2), &pkt, None);
+    assert_eq!((r.retval, r.ctx[4]), (0, 2));
+    assert_eq!(run_packet(&change(4), &pkt, None).retval, EINVAL);
+    ctx[4] = 7; // PACKET_LOOPBACK may not be changed
+    assert_eq!(run_packet(&change(1), &pkt, Some(&ctx)).retval, EINVAL);
 }

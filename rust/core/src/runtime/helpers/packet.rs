@@ -32,16 +32,22 @@ pub(super) const HELPERS: &[(u32, HelperFn)] = &[
     (23, redirect),
     (26, skb_load_bytes),
     (28, csum_diff),
+    (32, skb_change_type),
     (34, get_hash_recalc),
     (38, skb_change_tail),
     (39, skb_pull_data),
     (40, csum_update),
+    (41, set_hash_invalid),
     (43, skb_change_head),
     (44, xdp_adjust_head),
+    (48, set_hash),
     (51, redirect_map),
     (54, xdp_adjust_meta),
     (65, xdp_adjust_tail),
     (68, skb_load_bytes_relative),
+    (188, xdp_get_buff_len),
+    (189, xdp_load_bytes),
+    (190, xdp_store_bytes),
 ];
 
 const EACCES: i32 = 13;
@@ -79,6 +85,7 @@ pub const TC_ACT_REDIRECT: u64 = 7;
 
 /// `__sk_buff` offsets the helpers maintain.
 const SKB_LEN: usize = 0;
+const SKB_PKT_TYPE: usize = 4;
 const SKB_PROTOCOL: usize = 16;
 const SKB_VLAN_PRESENT: usize = 20;
 const SKB_VLAN_TCI: usize = 24;
@@ -803,6 +810,109 @@ fn get_hash_recalc(
     let hash = flow_hash(&read_packet(mac, p.data_end - mac));
     store_ctx_u32(state, SKB_HASH, hash);
     Ok(hash as u64)
+}
+
+/// `bpf_set_hash(skb, hash)`: sets `__sk_buff.hash`.
+fn set_hash(_: &Environment, mem: &mut HelperMemory<'_>, a: [u64; 5]) -> Result<u64, HelperError> {
+    let (state, _) = packet_of(mem, a[0], "bpf_set_hash", false)?;
+    store_ctx_u32(state, SKB_HASH, a[1] as u32);
+    Ok(0)
+}
+
+/// `bpf_set_hash_invalid(skb)`: clears `__sk_buff.hash`.
+fn set_hash_invalid(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let (state, _) = packet_of(mem, a[0], "bpf_set_hash_invalid", false)?;
+    store_ctx_u32(state, SKB_HASH, 0);
+    Ok(0)
+}
+
+/// `bpf_skb_change_type(skb, type)`: only between the host, broadcast,
+/// multicast and other-host packet types (0..=3), as in the kernel.
+fn skb_change_type(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let (state, _) = packet_of(mem, a[0], "bpf_skb_change_type", false)?;
+    const PACKET_OTHERHOST: u64 = 3;
+    let current = load_ctx_u32(state, SKB_PKT_TYPE) as u64;
+    let wanted = a[1] as u32 as u64;
+    if current > PACKET_OTHERHOST || wanted > PACKET_OTHERHOST {
+        return Ok(errno(EINVAL));
+    }
+    store_ctx_u32(state, SKB_PKT_TYPE, wanted as u32);
+    Ok(0)
+}
+
+/// `bpf_xdp_get_buff_len(ctx)`: the packet's length (no fragments here).
+fn xdp_get_buff_len(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let (_, p) = packet_of(mem, a[0], "bpf_xdp_get_buff_len", true)?;
+    Ok(p.len())
+}
+
+/// Where `bpf_xdp_{load,store}_bytes` access the packet: `-EFAULT` for
+/// offsets or lengths past 16 bits, `-EINVAL` past the packet's end.
+fn xdp_range(p: &Packet, offset: u64, len: u64) -> Result<u64, i32> {
+    if offset > 0xffff || len > 0xffff {
+        return Err(EFAULT);
+    }
+    if offset + len > p.len() {
+        return Err(EINVAL);
+    }
+    Ok(p.data + offset)
+}
+
+/// `bpf_xdp_load_bytes(ctx, offset, buf, len)`.
+fn xdp_load_bytes(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let helper = "bpf_xdp_load_bytes";
+    let (_, p) = packet_of(mem, a[0], helper, true)?;
+    let (offset, buf, len) = (a[1] as u32 as u64, a[2], a[3] as u32 as u64);
+    load_destination(mem, buf, len, helper)?;
+    let from = match xdp_range(&p, offset, len) {
+        Ok(f) => f,
+        Err(e) => return Ok(errno(e)),
+    };
+    let bytes = read_packet(from, len);
+    mem.slice_mut(buf, len)?.copy_from_slice(&bytes);
+    Ok(0)
+}
+
+/// `bpf_xdp_store_bytes(ctx, offset, buf, len)`.
+fn xdp_store_bytes(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let helper = "bpf_xdp_store_bytes";
+    let (_, p) = packet_of(mem, a[0], helper, true)?;
+    let (offset, buf, len) = (a[1] as u32 as u64, a[2], a[3] as u32 as u64);
+    let bytes = mem
+        .slice(buf, len)
+        .map_err(|_| {
+            fault(format!(
+                "{helper}: r3 (0x{buf:x}) is not {len} readable bytes of the program (r4 = {len})"
+            ))
+        })?
+        .to_vec();
+    match xdp_range(&p, offset, len) {
+        Ok(to) => {
+            write_packet(to, &bytes);
+            Ok(0)
+        }
+        Err(e) => Ok(errno(e)),
+    }
 }
 
 /// `bpf_redirect(ifindex, flags)`: XDP_REDIRECT for XDP programs (any flag

@@ -16,6 +16,7 @@ pub(super) const HELPERS: &[(u32, HelperFn)] = &[
     (113, probe_read_kernel),
     (114, probe_read_user_str),
     (115, probe_read_kernel_str),
+    (148, copy_from_user),
     (182, strncmp),
 ];
 
@@ -123,6 +124,16 @@ fn probe_read_kernel(
     a: [u64; 5],
 ) -> Result<u64, HelperError> {
     probe(mem, a, "bpf_probe_read_kernel")
+}
+
+/// `bpf_copy_from_user(dst, size, user_ptr)`: `probe_read_user` for
+/// sleepable programs, with the same result.
+fn copy_from_user(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    probe(mem, a, "bpf_copy_from_user")
 }
 
 fn probe_read_str(
