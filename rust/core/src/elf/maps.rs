@@ -135,7 +135,11 @@ struct LegacyLink {
     spec: usize,
     id: u32,
     inner_id: u32,
+    /// `bpf_load_map_def.inner_map_idx`.
     inner_idx: Option<u32>,
+    /// `bpf_elf_map.inner_idx`: the slot this map takes in the maps of maps
+    /// whose `inner_id` is this map's `id` (`u32::MAX`, iproute2's -1: none).
+    slot: u32,
 }
 
 fn legacy_maps(
@@ -197,6 +201,7 @@ fn legacy_maps(
                 id: field(5),
                 inner_id: field(7),
                 inner_idx: None,
+                slot: field(8),
             });
         } else if rec >= 28 {
             // struct bpf_load_map_def: inner_map_idx, numa_node.
@@ -206,6 +211,7 @@ fn legacy_maps(
                 id: 0,
                 inner_id: 0,
                 inner_idx: Some(field(5)),
+                slot: u32::MAX,
             });
         }
         table
@@ -233,6 +239,17 @@ fn link_legacy_inner_maps(table: &mut MapTable, links: &[LegacyLink]) {
             let outer = &mut table.specs[l.spec];
             outer.def.inner = Some(Box::new(inner_spec.def.clone()));
             outer.inner = Some(Box::new(inner_spec));
+        }
+        // iproute2 puts each map with an id (and no inner_id of its own)
+        // at slot inner_idx of the maps of maps whose inner_id is that id.
+        if l.inner_id != 0 {
+            let init: Vec<(u32, String)> = links
+                .iter()
+                .filter(|x| x.id == l.inner_id && x.inner_id == 0 && x.slot != u32::MAX)
+                .filter(|x| x.spec != l.spec)
+                .map(|x| (x.slot, table.specs[x.spec].def.name.clone()))
+                .collect();
+            table.specs[l.spec].map_in_map_init.extend(init);
         }
     }
 }
@@ -634,4 +651,106 @@ fn kconfig_map(btf: &Btf, table: &mut MapTable) -> Result<(), ElfError> {
     spec.value_type = Some(ds);
     table.specs.push(spec);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::loader::Section;
+
+    /// An object holding one legacy `maps` section with records of
+    /// `rec` bytes, one per name.
+    fn legacy(rec: usize, records: &[(&str, &[u32])]) -> Result<MapTable, ElfError> {
+        let mut data = Vec::new();
+        for (_, fields) in records {
+            let mut r: Vec<u8> = fields.iter().flat_map(|f| f.to_le_bytes()).collect();
+            r.resize(rec, 0);
+            data.extend(r);
+        }
+        let elf = Elf {
+            sections: vec![
+                Section {
+                    name: String::new(),
+                    sh_type: 0,
+                    flags: 0,
+                    data: &[],
+                    size: 0,
+                },
+                Section {
+                    name: "maps".into(),
+                    sh_type: SHT_PROGBITS,
+                    flags: 0,
+                    data: &data,
+                    size: data.len() as u64,
+                },
+            ],
+            symbols: records
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| Symbol {
+                    name: name.to_string(),
+                    shndx: Some(1),
+                    value: (i * rec) as u64,
+                    size: 0,
+                    st_type: STT_OBJECT,
+                })
+                .collect(),
+            relocs: HashMap::new(),
+        };
+        build(&elf, None, &mut Vec::new())
+    }
+
+    #[test]
+    fn legacy_record_sizes() {
+        // struct bpf_map_def: 20 bytes.
+        let t = legacy(20, &[("h", &[1, 4, 8, 16, 1])]).unwrap();
+        let d = &t.specs[0].def;
+        assert_eq!(
+            (
+                d.name.as_str(),
+                d.map_type,
+                d.key_size,
+                d.value_size,
+                d.max_entries,
+                d.flags
+            ),
+            ("h", MapType::Hash, 4, 8, 16, 1)
+        );
+        assert_eq!(t.by_definition(1, 0), Some(0));
+        // bpf_load_map_def: inner_map_idx and numa_node.
+        let t = legacy(
+            28,
+            &[
+                ("outer", &[12, 4, 4, 2, 0, 1, 0]),
+                ("inner", &[2, 4, 8, 1, 0, 0, 3]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(t.specs[0].inner.as_ref().unwrap().def.name, "inner");
+        assert_eq!(t.specs[0].def.inner.as_ref().unwrap().value_size, 8);
+        assert_eq!(t.specs[1].numa_node, 3);
+        assert_eq!(t.by_definition(1, 28), Some(1));
+        // iproute2 bpf_elf_map: id, pinning, inner_id, inner_idx.
+        let t = legacy(
+            36,
+            &[
+                ("map_inner", &[2, 4, 4, 1, 0, 42, 2, 0, 0]),
+                ("map_outer", &[12, 4, 4, 1, 0, 0, 2, 42, u32::MAX]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(t.specs[0].pinning, Pinning::GlobalNs);
+        let outer = &t.specs[1];
+        assert_eq!(outer.inner.as_ref().unwrap().def.name, "map_inner");
+        assert_eq!(outer.map_in_map_init, [(0, "map_inner".to_string())]);
+    }
+
+    #[test]
+    fn legacy_errors_name_the_map() {
+        let e = legacy(20, &[("weird", &[999, 4, 4, 1])]).err().unwrap();
+        assert!(
+            e.message.contains("'weird'") && e.message.contains("999"),
+            "{e}"
+        );
+    }
 }
