@@ -735,12 +735,20 @@ fn spin_lock_serialises_threads() {
 
 #[test]
 fn spin_lock_misuse_faults_instead_of_hanging() {
-    // (Kept alive to the end: the faulted run leaves its lock held.)
     let first = Map::create(MapDef::new(MapType::Array, 4, 8, 1)).unwrap();
     let twice = "lddw %r6, map_idx_value 0, 0\nmov %r1, %r6\ncall 93\nmov %r1, %r6\ncall 93\nexit";
     let prog = load(twice, ProgType::Raw, vec![first.clone()]);
     let err = run(&prog, Input::Memory(&mut [])).unwrap_err();
     assert!(err.reason.contains("deadlock"), "{}", err.reason);
+    // The faulted run left the lock held; once user space clears the
+    // value, this thread can take it again.
+    first.update(&0u32.to_ne_bytes(), &[0; 8], 0).unwrap();
+    let prog = load(LOCKED_INCREMENT, ProgType::Raw, vec![first.clone()]);
+    run(&prog, Input::Memory(&mut [])).unwrap();
+    assert_eq!(
+        first.lookup(&0u32.to_ne_bytes()).unwrap(),
+        [0, 0, 0, 0, 1, 0, 0, 0]
+    );
 
     let m = Map::create(MapDef::new(MapType::Array, 4, 8, 1)).unwrap();
     let unlock = "lddw %r1, map_idx_value 0, 0\ncall 94\nexit";

@@ -56,12 +56,17 @@ fn lock_word<'m>(
 fn spin_lock(_: &Environment, mem: &mut HelperMemory<'_>, a: [u64; 5]) -> Result<u64, HelperError> {
     let helper = "bpf_spin_lock";
     let addr = a[0];
-    if HELD.with(|h| h.borrow().contains(&addr)) {
-        return Err(fault(format!(
-            "{helper}: this thread already holds the lock at 0x{addr:x} (taken twice, or left held by a run that did not call bpf_spin_unlock): waiting would deadlock"
-        )));
-    }
     let word = lock_word(mem, addr, helper)?;
+    if HELD.with(|h| h.borrow().contains(&addr)) {
+        if word.load(Ordering::Acquire) != 0 {
+            return Err(fault(format!(
+                "{helper}: this thread already holds the lock at 0x{addr:x} (taken twice, or left held by a run that did not call bpf_spin_unlock): waiting would deadlock"
+            )));
+        }
+        // Released behind our back (the value was overwritten, or its
+        // memory reused): the record is stale.
+        HELD.with(|h| h.borrow_mut().retain(|&l| l != addr));
+    }
     let mut deadline = None;
     let mut spins = 0u32;
     while word
