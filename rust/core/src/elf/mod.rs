@@ -9,11 +9,23 @@
 //! index into [`Object::maps`]; the loader that creates the maps replaces
 //! them with real map handles.
 //!
+//! Programs: every function symbol of an executable section is a program
+//! (static ones too: cilium places tail-call programs in sections as static
+//! functions); objects without function symbols give one program per
+//! section, named after it. Functions of `.text` are listed as well, marked
+//! [`ElfProgram::subprogram`]: libbpf only links them into other programs,
+//! ebpfvm also lets them run on their own.
+//!
 //! CO-RE relocations are resolved against the object's own BTF (there is no
 //! kernel BTF in user space; see [`crate::btf::core`]).
 //!
-//! Nothing here panics on malformed input: every problem is an [`ElfError`]
-//! that names the section, symbol or offset at fault.
+//! Errors: a malformed container, symbol table, map definition or
+//! relocation is an [`ElfError`] naming the section, symbol or offset at
+//! fault. A reference to something nothing defines (a call to `memset` or a
+//! kernel function, an `extern` that is not a `.kconfig` value) makes only
+//! the programs that contain it invalid: [`ElfProgram::program`] holds the
+//! error, naming the symbol and the instruction, and the other programs of
+//! the object stay usable. Nothing here panics on malformed input.
 
 use std::fmt;
 
