@@ -124,6 +124,9 @@ fn registered_ids_are_the_kernels() {
         "xdp_get_buff_len",
         "xdp_load_bytes",
         "xdp_store_bytes",
+        "skb_adjust_room",
+        "redirect_neigh",
+        "redirect_peer",
         "sk_storage_get",
         "sk_storage_delete",
         "task_storage_get",
@@ -1686,4 +1689,101 @@ fn set_hash_and_change_type_write_the_skb() {
     assert_eq!(run_packet(&change(4), &pkt, None).retval, EINVAL);
     ctx[4] = 7; // PACKET_LOOPBACK may not be changed
     assert_eq!(run_packet(&change(1), &pkt, Some(&ctx)).retval, EINVAL);
+}
+
+#[test]
+fn skb_adjust_room_inserts_and_removes_bytes_after_a_header() {
+    let pkt = udp_packet(IP_SRC, IP_DST, 1234, 53);
+    let adjust = |diff: i32, mode: u32, flags: u64| {
+        load(
+            &format!("mov %r2, {diff}\nmov %r3, {mode}\nlddw %r4, {flags:#x}\ncall 50\nexit"),
+            ProgType::SchedCls,
+            vec![],
+        )
+    };
+    // 8 zero bytes after the IPv4 header (room for an encapsulation).
+    let r = run_packet(&adjust(8, 0, 0), &pkt, None);
+    assert_eq!(r.retval, 0);
+    let mut expect = pkt[..34].to_vec();
+    expect.extend([0; 8]);
+    expect.extend(&pkt[34..]);
+    assert_eq!(r.data, expect);
+    assert_eq!(
+        u32::from_ne_bytes(r.ctx[..4].try_into().unwrap()) as usize,
+        expect.len()
+    );
+    // ... and out again, after the MAC header this time (leaving at least
+    // an IPv4 header's worth).
+    let r = run_packet(&adjust(-8, 1, 0), &pkt, None);
+    let mut expect = pkt[..14].to_vec();
+    expect.extend(&pkt[22..]);
+    assert_eq!((r.retval, r.data), (0, expect));
+    assert_eq!(
+        run_packet(&adjust(-15, 1, 0), &pkt, None).retval,
+        -524i64 as u64
+    );
+    // Decapsulation names the inner protocol.
+    let mut big = pkt.clone();
+    big.resize(pkt.len() + 40, 0x33);
+    let r = run_packet(&adjust(-8, 0, 1 << 8), &big, None);
+    assert_eq!(r.retval, 0);
+    assert_eq!(r.data, [&big[..34], &big[42..]].concat());
+    assert_eq!(vlan_fields(&r.ctx).3, 0x86dd);
+    // ... whose header must still fit.
+    assert_eq!(
+        run_packet(&adjust(-8, 0, 1 << 8), &pkt, None).retval,
+        -524i64 as u64
+    );
+
+    let enotsupp = -524i64 as u64;
+    let cases = [
+        (adjust(8, 2, 0), enotsupp),      // unknown mode
+        (adjust(0x1000, 0, 0), EFAULT),   // too much at once
+        (adjust(8, 0, 1 << 9), EINVAL),   // unknown flag
+        (adjust(8, 0, 1 << 7), EINVAL),   // decap while growing
+        (adjust(-15, 0, 0), enotsupp),    // leaves less than an IPv4 header
+        (adjust(8, 0, 1 << 1), enotsupp), // encapsulation offload
+    ];
+    for (prog, want) in cases {
+        let r = run_packet(&prog, &pkt, None);
+        assert_eq!((r.retval, &r.data), (want, &pkt));
+    }
+    // Not IP: not supported.
+    let arp = tagged(&[], 0x0806);
+    assert_eq!(run_packet(&adjust(8, 1, 0), &arp, None).retval, enotsupp);
+}
+
+#[test]
+fn redirect_neigh_and_peer_are_tc_redirects() {
+    let pkt = frame(40);
+    let neigh = |plen: u32, flags: u32| {
+        format!("mov %r1, 3\nmov %r2, %r10\nadd %r2, -24\nmov %r3, {plen}\nmov %r4, {flags}\ncall 152\nexit")
+    };
+    let run_tc = |src: &str| {
+        let r = run_packet(&load(src, ProgType::SchedCls, vec![]), &pkt, None);
+        (r.retval, r.redirect)
+    };
+    assert_eq!(run_tc(&neigh(0, 0)), (7, Some(3)));
+    assert_eq!(run_tc(&neigh(20, 0)), (7, Some(3)));
+    assert_eq!(run_tc(&neigh(8, 0)), (2, None));
+    assert_eq!(run_tc(&neigh(0, 1)), (2, None));
+    assert_eq!(
+        run_tc("mov %r1, 4\nmov %r2, 0\ncall 155\nexit"),
+        (7, Some(4))
+    );
+    assert_eq!(run_tc("mov %r1, 4\nmov %r2, 1\ncall 155\nexit"), (2, None));
+    let xdp = load(
+        "mov %r1, 4\nmov %r2, 0\ncall 155\nexit",
+        ProgType::Xdp,
+        vec![],
+    );
+    let err = run(
+        &xdp,
+        Input::Packet {
+            packet: &pkt,
+            ctx: None,
+        },
+    )
+    .unwrap_err();
+    assert!(err.reason.contains("tc helper"), "{}", err.reason);
 }

@@ -41,10 +41,13 @@ pub(super) const HELPERS: &[(u32, HelperFn)] = &[
     (43, skb_change_head),
     (44, xdp_adjust_head),
     (48, set_hash),
+    (50, skb_adjust_room),
     (51, redirect_map),
     (54, xdp_adjust_meta),
     (65, xdp_adjust_tail),
     (68, skb_load_bytes_relative),
+    (152, redirect_neigh),
+    (155, redirect_peer),
     (188, xdp_get_buff_len),
     (189, xdp_load_bytes),
     (190, xdp_store_bytes),
@@ -412,6 +415,117 @@ fn skb_change_head(
     }
     p.data -= room;
     zero_packet(p.data, room);
+    p.data_meta = p.data;
+    commit(mem, state, p);
+    Ok(0)
+}
+
+pub const BPF_ADJ_ROOM_NET: u64 = 0;
+pub const BPF_ADJ_ROOM_MAC: u64 = 1;
+pub const BPF_F_ADJ_ROOM_FIXED_GSO: u64 = 1 << 0;
+pub const BPF_F_ADJ_ROOM_ENCAP_L3_IPV4: u64 = 1 << 1;
+pub const BPF_F_ADJ_ROOM_ENCAP_L3_IPV6: u64 = 1 << 2;
+pub const BPF_F_ADJ_ROOM_ENCAP_L4_GRE: u64 = 1 << 3;
+pub const BPF_F_ADJ_ROOM_ENCAP_L4_UDP: u64 = 1 << 4;
+pub const BPF_F_ADJ_ROOM_NO_CSUM_RESET: u64 = 1 << 5;
+pub const BPF_F_ADJ_ROOM_ENCAP_L2_ETH: u64 = 1 << 6;
+pub const BPF_F_ADJ_ROOM_DECAP_L3_IPV4: u64 = 1 << 7;
+pub const BPF_F_ADJ_ROOM_DECAP_L3_IPV6: u64 = 1 << 8;
+/// `BPF_F_ADJ_ROOM_ENCAP_L2(len)`: the inner L2 header length.
+pub const BPF_F_ADJ_ROOM_ENCAP_L2_MASK: u64 = 0xff << 56;
+
+/// `bpf_skb_net_base_len`: the fixed network header of the protocol.
+fn net_base_len(protocol: u16) -> u64 {
+    if protocol == be16(0x0800) {
+        20
+    } else if protocol == be16(0x86dd) {
+        40
+    } else {
+        0
+    }
+}
+
+/// `bpf_skb_adjust_room(skb, len_diff, mode, flags)`: inserts `len_diff`
+/// zero bytes (or removes `-len_diff` bytes) after the MAC header
+/// (`BPF_ADJ_ROOM_MAC`) or after the fixed network header
+/// (`BPF_ADJ_ROOM_NET`) of an IPv4/IPv6 packet. Growing with the
+/// encapsulation flags (which set up tunnel offload metadata the test-run
+/// packet does not have) is `-ENOTSUPP`; the decapsulation flags set the
+/// new protocol as in the kernel.
+fn skb_adjust_room(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let (state, mut p) = packet_of(mem, a[0], "bpf_skb_adjust_room", false)?;
+    let (len_diff, mode, flags) = (int_arg(a[1]), a[2] as u32 as u64, a[3]);
+    let encap = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4
+        | BPF_F_ADJ_ROOM_ENCAP_L3_IPV6
+        | BPF_F_ADJ_ROOM_ENCAP_L4_GRE
+        | BPF_F_ADJ_ROOM_ENCAP_L4_UDP
+        | BPF_F_ADJ_ROOM_ENCAP_L2_ETH
+        | BPF_F_ADJ_ROOM_ENCAP_L2_MASK;
+    let decap = BPF_F_ADJ_ROOM_DECAP_L3_IPV4 | BPF_F_ADJ_ROOM_DECAP_L3_IPV6;
+    let known = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_NO_CSUM_RESET | encap | decap;
+    if flags & !known != 0 {
+        return Ok(errno(EINVAL));
+    }
+    let diff = len_diff.unsigned_abs();
+    if diff > 0xfff {
+        return Ok(errno(EFAULT));
+    }
+    let protocol = load_ctx_u32(state, SKB_PROTOCOL) as u16;
+    let base = net_base_len(protocol);
+    if base == 0 || p.data != mac_header(state, &p) {
+        return Ok(errno(ENOTSUPP));
+    }
+    let off = match mode {
+        BPF_ADJ_ROOM_NET => ETH_HLEN + base,
+        BPF_ADJ_ROOM_MAC => ETH_HLEN,
+        _ => return Ok(errno(ENOTSUPP)),
+    };
+    let shrink = len_diff < 0;
+    let mut len_min = base;
+    if flags & decap != 0 {
+        if !shrink {
+            return Ok(errno(EINVAL));
+        }
+        len_min = match flags & decap {
+            BPF_F_ADJ_ROOM_DECAP_L3_IPV4 => 20,
+            BPF_F_ADJ_ROOM_DECAP_L3_IPV6 => 40,
+            _ => return Ok(errno(EINVAL)),
+        };
+    }
+    let len_cur = p.len() - ETH_HLEN.min(p.len());
+    if shrink && (diff >= len_cur || len_cur - diff < len_min) {
+        return Ok(errno(ENOTSUPP));
+    }
+    if !shrink && p.len() + diff > BPF_SKB_MAX_LEN {
+        return Ok(errno(ENOTSUPP));
+    }
+    if !shrink && flags & encap != 0 {
+        return Ok(errno(ENOTSUPP));
+    }
+    let head = read_packet(p.data, off.min(p.len()));
+    if shrink {
+        if off + diff > p.len() {
+            return Ok(errno(ENOMEM));
+        }
+        p.data += diff;
+        write_packet(p.data, &head);
+        match flags & decap {
+            BPF_F_ADJ_ROOM_DECAP_L3_IPV4 => store_ctx_u32(state, SKB_PROTOCOL, be16(0x0800) as u32),
+            BPF_F_ADJ_ROOM_DECAP_L3_IPV6 => store_ctx_u32(state, SKB_PROTOCOL, be16(0x86dd) as u32),
+            _ => {}
+        }
+    } else {
+        if p.data - p.buf < diff || off > p.len() {
+            return Ok(errno(ENOMEM));
+        }
+        p.data -= diff;
+        write_packet(p.data, &head);
+        zero_packet(p.data + off, diff);
+    }
     p.data_meta = p.data;
     commit(mem, state, p);
     Ok(0)
@@ -933,6 +1047,59 @@ fn redirect(_: &Environment, mem: &mut HelperMemory<'_>, a: [u64; 5]) -> Result<
         return Ok(TC_ACT_SHOT);
     }
     state.redirect = Some(ifindex);
+    Ok(TC_ACT_REDIRECT)
+}
+
+/// The run state of a tc program for the redirect variants only tc has.
+fn tc_state<'m>(mem: &HelperMemory<'m>, helper: &str) -> Result<&'m mut RunState, HelperError> {
+    let state = run_state(mem)
+        .ok_or_else(|| fault(format!("{helper} needs a tc program run on a packet")))?;
+    if !matches!(state.prog_type, ProgType::SchedCls | ProgType::SchedAct) {
+        return Err(fault(format!(
+            "{helper} is a tc helper; this is a {} program",
+            state.prog_type
+        )));
+    }
+    Ok(state)
+}
+
+/// `bpf_redirect_neigh(ifindex, params, plen, flags)`: TC_ACT_REDIRECT with
+/// the target recorded; a short `params` or any flag drops the packet.
+fn redirect_neigh(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let helper = "bpf_redirect_neigh";
+    let state = tc_state(mem, helper)?;
+    // sizeof(struct bpf_redir_neigh): family and a 16-byte address.
+    const PARAMS_SIZE: u64 = 20;
+    let plen = a[2] as u32 as u64;
+    if plen != 0 && mem.slice(a[1], plen).is_err() {
+        return Err(fault(format!(
+            "{helper}: r2 (0x{:x}) is not {plen} readable bytes of the program (r3 = {plen})",
+            a[1]
+        )));
+    }
+    if (plen != 0 && plen < PARAMS_SIZE) || a[3] != 0 {
+        return Ok(TC_ACT_SHOT);
+    }
+    state.redirect = Some(a[0] as u32 as u64);
+    Ok(TC_ACT_REDIRECT)
+}
+
+/// `bpf_redirect_peer(ifindex, flags)`: TC_ACT_REDIRECT with the target
+/// recorded; any flag drops the packet.
+fn redirect_peer(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let state = tc_state(mem, "bpf_redirect_peer")?;
+    if a[1] != 0 {
+        return Ok(TC_ACT_SHOT);
+    }
+    state.redirect = Some(a[0] as u32 as u64);
     Ok(TC_ACT_REDIRECT)
 }
 
