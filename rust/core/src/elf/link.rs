@@ -155,12 +155,10 @@ pub(super) fn build(
 
 /// Function symbols of an executable section, checked and sorted.
 fn functions(elf: &Elf<'_>, sec: usize, len: usize) -> Result<Vec<Func>, ElfError> {
-    let mut syms: Vec<_> = elf
-        .symbols
-        .iter()
-        .filter(|s| s.shndx == Some(sec) && s.st_type == STT_FUNC)
+    let syms: Vec<_> = elf
+        .symbols_in(sec)
+        .filter(|s| s.st_type == STT_FUNC)
         .collect();
-    syms.sort_by_key(|s| s.value);
     let mut out: Vec<Func> = Vec::with_capacity(syms.len());
     for (k, s) in syms.iter().enumerate() {
         let bad = |why: &str| {

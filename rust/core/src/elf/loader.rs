@@ -59,11 +59,25 @@ pub(super) struct Elf<'a> {
     pub symbols: Vec<Symbol>,
     /// Relocations by the index of the section they apply to.
     pub relocs: HashMap<usize, Vec<Reloc>>,
+    /// Indices into `symbols` of the named, non-section symbols defined in
+    /// each section, by offset (one pass, so that objects with many
+    /// sections and symbols stay linear).
+    pub by_section: HashMap<usize, Vec<usize>>,
 }
 
 impl Elf<'_> {
     pub fn section_index(&self, name: &str) -> Option<usize> {
         self.sections.iter().position(|s| s.name == name)
+    }
+
+    /// Named, non-section symbols defined in section `index`, by offset.
+    pub fn symbols_in(&self, index: usize) -> impl Iterator<Item = &Symbol> {
+        self.by_section
+            .get(&index)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .map(|&i| &self.symbols[i])
     }
 
     pub fn section_name(&self, index: usize) -> &str {
@@ -212,10 +226,20 @@ fn read_elf(bytes: &[u8]) -> Result<Elf<'_>, ElfError> {
         }
         relocs.entry(target).or_default().extend(list);
     }
+    let mut by_section: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, s) in symbols.iter().enumerate() {
+        if let Some(sec) = s.shndx.filter(|_| !s.is_section() && !s.name.is_empty()) {
+            by_section.entry(sec).or_default().push(i);
+        }
+    }
+    for list in by_section.values_mut() {
+        list.sort_by_key(|&i| symbols[i].value);
+    }
     Ok(Elf {
         sections,
         symbols,
         relocs,
+        by_section,
     })
 }
 

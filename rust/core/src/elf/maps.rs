@@ -112,13 +112,7 @@ fn is_data_section(name: &str) -> bool {
 
 /// Symbols defined in section `index` (section symbols excluded), by offset.
 fn section_symbols<'e>(elf: &'e Elf<'_>, index: usize) -> Vec<&'e Symbol> {
-    let mut syms: Vec<&Symbol> = elf
-        .symbols
-        .iter()
-        .filter(|s| s.shndx == Some(index) && !s.is_section() && !s.name.is_empty())
-        .collect();
-    syms.sort_by_key(|s| s.value);
-    syms
+    elf.symbols_in(index).collect()
 }
 
 fn u32_at(data: &[u8], off: usize) -> u32 {
@@ -631,7 +625,13 @@ fn kconfig_map(btf: &Btf, table: &mut MapTable) -> Result<(), ElfError> {
         });
         offset = offset
             .checked_add(size)
-            .ok_or_else(|| ElfError::new(".kconfig is too large"))?;
+            .filter(|&end| end as u64 <= MAX_DATA_SECTION)
+            .ok_or_else(|| {
+                ElfError::new(format!(
+                    ".kconfig externs take more than {MAX_DATA_SECTION} bytes ('{}' is {size})",
+                    t.name
+                ))
+            })?;
     }
     if out.is_empty() {
         return Ok(());
@@ -696,6 +696,7 @@ mod tests {
                 })
                 .collect(),
             relocs: HashMap::new(),
+            by_section: HashMap::from([(1, (0..records.len()).collect())]),
         };
         build(&elf, None, &mut Vec::new())
     }
