@@ -241,3 +241,12 @@ def test_views_of_the_same_core_map_share_contents() -> None:
     assert other[1] == 5
     assert maps.Map.by_id(m.id) is m
     assert ebpfvm._core.Map.by_id(m.id) == m.core
+
+
+def test_pop_on_arrays_zeroes() -> None:
+    a = maps.ArrayMap("u32", "u32", 4)
+    a[1] = 5
+    assert a.pop(1) == 5 and a[1] == 0
+    assert a.pop(9, "none") == "none"
+    with pytest.raises(KeyError):
+        a.pop(9)

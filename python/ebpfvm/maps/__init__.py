@@ -35,8 +35,12 @@ from ebpfvm.maps.array import ArrayMap
 from ebpfvm.maps.hash import HashMap, LruHashMap
 from ebpfvm.maps.hist import print_linear_hist, print_log2_hist
 from ebpfvm.maps.lpm import LpmKey, LpmTrieMap
+from ebpfvm.maps.of_maps import ArrayOfMaps, HashOfMaps
 from ebpfvm.maps.percpu import LruPerCpuHashMap, PerCpuArrayMap, PerCpuHashMap
+from ebpfvm.maps.perf import PerfEventArray
+from ebpfvm.maps.prog_array import ProgArray
 from ebpfvm.maps.queue import BloomFilterMap, QueueMap, StackMap
+from ebpfvm.maps.ringbuf import RingBuffer
 
 __all__ = [
     "BPF_ANY",
@@ -44,9 +48,11 @@ __all__ = [
     "BPF_F_LOCK",
     "BPF_NOEXIST",
     "ArrayMap",
+    "ArrayOfMaps",
     "BloomFilterMap",
     "Codec",
     "HashMap",
+    "HashOfMaps",
     "KeyValueMap",
     "LpmKey",
     "LpmTrieMap",
@@ -55,7 +61,10 @@ __all__ = [
     "Map",
     "PerCpuArrayMap",
     "PerCpuHashMap",
+    "PerfEventArray",
+    "ProgArray",
     "QueueMap",
+    "RingBuffer",
     "StackMap",
     "Struct",
     "create",

@@ -318,6 +318,18 @@ class KeyValueMap(Map, MutableMapping[Any, Any]):
         v = self._lookup(self._kenc(key))
         return default if v is None else self._vdec(v)
 
+    def pop(self, key: Any, default: Any = _missing) -> Any:
+        """Removes ``key`` and returns its value (``default``, or KeyError,
+        when it is missing). If another thread deletes the key between the
+        lookup and the delete, the key counts as missing here."""
+        k = self._kenc(key)
+        v = self._lookup(k)
+        if v is None or not self._delete(k):
+            if default is _missing:
+                raise KeyError(key)
+            return default
+        return self._vdec(v)
+
     def lookup_elem(self, key: Any) -> Any:
         """The value for ``key``, or None."""
         return self.get(key)

@@ -29,6 +29,13 @@ class _ArrayLike(KeyValueMap):
                 raise KeyError(key) from None
             raise
 
+    def pop(self, key: Any, *default: Any) -> Any:
+        """The value of ``key``, then set to zero."""
+        v = self.get(key, *default) if default else self[key]
+        if key in self:
+            del self[key]
+        return v
+
     def clear(self) -> None:
         """Sets every value to zero."""
         keys = self._core.keys()

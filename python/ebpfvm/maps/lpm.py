@@ -15,7 +15,7 @@ import struct
 from typing import Any, NamedTuple
 
 from ebpfvm.maps._base import KeyValueMap, register_view
-from ebpfvm.maps._codec import Codec, make_codec
+from ebpfvm.maps._codec import Codec, RawCodec, make_codec
 
 __all__ = ["LpmKey", "LpmTrieMap"]
 
@@ -132,6 +132,6 @@ class LpmTrieMap(KeyValueMap):
 
     def _attach(self, core: Any, key_codec: Any, value_codec: Any) -> None:
         if not isinstance(key_codec, LpmKeyCodec):
-            inner = None if type(key_codec).__name__ == "RawCodec" else key_codec
+            inner = None if isinstance(key_codec, RawCodec) else key_codec
             key_codec = LpmKeyCodec(core.key_size - 4, False, inner).bind(core.name, "key")
         super()._attach(core, key_codec, value_codec)

@@ -7,12 +7,15 @@ use std::collections::HashSet;
 use std::ffi::c_int;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use ebpfvm_core::maps::perf_event_array::PerfEventArray;
+use ebpfvm_core::maps::ringbuf::RingBuf;
 use ebpfvm_core::maps::{cpu, Map, MapDef, MapError as CoreMapError, MapType, BPF_F_RDONLY};
 
 use crate::errors::{guard, MapError};
@@ -100,7 +103,6 @@ impl PyMap {
     }
 
     /// The map itself, for binding code that hands maps to programs.
-    #[allow(dead_code)] // the loader's bindings call it
     pub(crate) fn inner(&self) -> &Arc<Map> {
         &self.inner
     }
@@ -128,7 +130,7 @@ impl PyMap {
                 None,
             ));
         }
-        if len % size != 0 {
+        if !len.is_multiple_of(size) {
             return Err(new_map_error(
                 py,
                 format!(
@@ -668,6 +670,362 @@ impl MapMemory {
     }
 }
 
+/// Waits on `wait` with the GIL released, in short slices so that Ctrl-C
+/// (or any signal handler raising) interrupts a long or endless wait.
+/// `timeout_ms < 0` waits until woken. Returns whether it was woken.
+fn wait_interruptibly(
+    py: Python<'_>,
+    timeout_ms: i64,
+    wait: impl Fn(Duration) -> bool + Sync,
+) -> PyResult<bool> {
+    const SLICE: Duration = Duration::from_millis(50);
+    let deadline =
+        (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+    loop {
+        let slice = match deadline {
+            None => SLICE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                left.min(SLICE)
+            }
+        };
+        if py.detach(|| wait(slice)) {
+            return Ok(true);
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(false);
+        }
+    }
+}
+
+/// Whether a consumer callback asked to stop: libbpf stops at a negative
+/// return value.
+fn asks_to_stop(ret: &Bound<'_, PyAny>) -> bool {
+    ret.extract::<i64>().is_ok_and(|v| v < 0)
+}
+
+/// The consumer of a ring buffer map: calls `callback(data: bytes)` for
+/// each record, in order. Records are consumed as they are handed over; a
+/// callback returning a negative int stops the round, one raising stops it
+/// and the exception propagates (that record counts as consumed).
+#[pyclass(frozen, module = "ebpfvm._core", name = "RingBufferConsumer")]
+pub struct RingBufferConsumer {
+    map: Arc<Map>,
+    callback: Option<Py<PyAny>>,
+}
+
+impl RingBufferConsumer {
+    fn ring(&self) -> &RingBuf {
+        // Checked when the consumer was made.
+        self.map
+            .downcast::<RingBuf>()
+            .expect("RingBufferConsumer holds a ring buffer map")
+    }
+
+    /// Hands each ready record to `f` until it returns false; `f`'s error
+    /// stops the round and is returned.
+    fn each(&self, py: Python<'_>, mut f: impl FnMut(&[u8]) -> PyResult<bool>) -> PyResult<usize> {
+        let mut failure: Option<PyErr> = None;
+        let n = guard(py, || {
+            Ok(self.ring().consume(&mut |record| match f(record) {
+                Ok(go_on) => go_on,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }))
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    fn deliver(&self, py: Python<'_>) -> PyResult<usize> {
+        let Some(cb) = &self.callback else {
+            return Err(new_map_error(
+                py,
+                format!(
+                    "map '{}': this consumer has no callback: iterate it or use drain()",
+                    self.map.name()
+                ),
+                22,
+                self.map.name(),
+                None,
+            ));
+        };
+        let cb = cb.bind(py);
+        self.each(py, |record| {
+            let ret = cb.call1((PyBytes::new(py, record),))?;
+            Ok(!asks_to_stop(&ret))
+        })
+    }
+}
+
+#[pymethods]
+impl RingBufferConsumer {
+    #[new]
+    #[pyo3(signature = (map, callback = None))]
+    fn new(py: Python<'_>, map: PyRef<'_, PyMap>, callback: Option<Py<PyAny>>) -> PyResult<Self> {
+        let m = map.inner.clone();
+        if m.downcast::<RingBuf>().is_none() {
+            return Err(new_map_error(
+                py,
+                format!("map '{}' is a {}, not a ringbuf", m.name(), m.map_type()),
+                22,
+                m.name(),
+                None,
+            ));
+        }
+        Ok(RingBufferConsumer { map: m, callback })
+    }
+
+    /// Hands every ready record to the callback without waiting; returns
+    /// how many it got.
+    fn consume(&self, py: Python<'_>) -> PyResult<usize> {
+        self.deliver(py)
+    }
+
+    /// Waits up to `timeout_ms` (< 0: until a record comes) for records,
+    /// with the GIL released, then consumes them; returns how many.
+    #[pyo3(signature = (timeout_ms = -1))]
+    fn poll(&self, py: Python<'_>, timeout_ms: i64) -> PyResult<usize> {
+        let ring = self.ring();
+        if ring.available() == 0 {
+            wait_interruptibly(py, timeout_ms, |slice| ring.wait(Some(slice)))?;
+        }
+        self.deliver(py)
+    }
+
+    /// The ready records (at most `max`), consumed, without the callback.
+    #[pyo3(signature = (max = None))]
+    fn drain<'py>(
+        &self,
+        py: Python<'py>,
+        max: Option<usize>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let mut out = Vec::new();
+        let limit = max.unwrap_or(usize::MAX);
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.each(py, |record| {
+            out.push(PyBytes::new(py, record));
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Writes a record from user space, as `bpf_ringbuf_output` does;
+    /// ENOSPC when the ring is full.
+    #[pyo3(signature = (data, flags = 0))]
+    fn output(&self, py: Python<'_>, data: &Bound<'_, PyAny>, flags: u64) -> PyResult<()> {
+        with_bytes(data, |d| {
+            guard(py, || {
+                self.ring()
+                    .output(d, flags)
+                    .map_err(|e| map_error(py, self.map.name(), &e))
+            })
+        })
+    }
+
+    /// Bytes not yet consumed (records, their headers and discarded ones).
+    #[getter]
+    fn available(&self) -> usize {
+        self.ring().available()
+    }
+
+    /// Bytes of data the ring holds.
+    #[getter]
+    fn size(&self) -> usize {
+        self.ring().size()
+    }
+}
+
+/// The consumer of a perf event array: calls `callback(cpu, data)` for
+/// each sample, CPU by CPU, and `lost_callback(cpu, count)` when samples
+/// were dropped because a CPU's buffer was full.
+#[pyclass(frozen, module = "ebpfvm._core", name = "PerfBufferConsumer")]
+pub struct PerfBufferConsumer {
+    map: Arc<Map>,
+    callback: Option<Py<PyAny>>,
+    lost_callback: Option<Py<PyAny>>,
+    /// Lost-sample counts already reported, per CPU.
+    lost_seen: std::sync::Mutex<Vec<u64>>,
+}
+
+impl PerfBufferConsumer {
+    fn perf(&self) -> &PerfEventArray {
+        self.map
+            .downcast::<PerfEventArray>()
+            .expect("PerfBufferConsumer holds a perf event array")
+    }
+
+    fn report_lost(&self, py: Python<'_>) -> PyResult<()> {
+        let perf = self.perf();
+        let mut news = Vec::new();
+        {
+            let mut seen = self.lost_seen.lock().unwrap_or_else(|e| e.into_inner());
+            for cpu in 0..perf.slots() {
+                let lost = perf.lost(cpu);
+                let old = seen.get(cpu as usize).copied().unwrap_or(0);
+                if lost > old {
+                    news.push((cpu, lost - old));
+                }
+                if let Some(s) = seen.get_mut(cpu as usize) {
+                    *s = lost;
+                }
+            }
+        }
+        if let Some(cb) = &self.lost_callback {
+            for (cpu, count) in news {
+                cb.bind(py).call1((cpu, count))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn each(
+        &self,
+        py: Python<'_>,
+        mut f: impl FnMut(u32, &[u8]) -> PyResult<()>,
+    ) -> PyResult<usize> {
+        let mut failure: Option<PyErr> = None;
+        let n = guard(py, || {
+            Ok(self.perf().consume(&mut |cpu, sample| {
+                if failure.is_none() {
+                    if let Err(e) = f(cpu, sample) {
+                        failure = Some(e);
+                    }
+                }
+            }))
+        })?;
+        self.report_lost(py)?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+
+    fn deliver(&self, py: Python<'_>) -> PyResult<usize> {
+        let Some(cb) = &self.callback else {
+            return Err(new_map_error(
+                py,
+                format!(
+                    "map '{}': this consumer has no callback: iterate it or use drain()",
+                    self.map.name()
+                ),
+                22,
+                self.map.name(),
+                None,
+            ));
+        };
+        let cb = cb.bind(py);
+        self.each(py, |cpu, sample| {
+            cb.call1((cpu, PyBytes::new(py, sample)))?;
+            Ok(())
+        })
+    }
+}
+
+#[pymethods]
+impl PerfBufferConsumer {
+    /// `page_cnt`: pages (of 4096 bytes, a power of two) of each CPU's
+    /// buffer, as in libbpf's `perf_buffer__new`.
+    #[new]
+    #[pyo3(signature = (map, callback = None, lost_callback = None, page_cnt = None))]
+    fn new(
+        py: Python<'_>,
+        map: PyRef<'_, PyMap>,
+        callback: Option<Py<PyAny>>,
+        lost_callback: Option<Py<PyAny>>,
+        page_cnt: Option<usize>,
+    ) -> PyResult<Self> {
+        let m = map.inner.clone();
+        let Some(perf) = m.downcast::<PerfEventArray>() else {
+            return Err(new_map_error(
+                py,
+                format!(
+                    "map '{}' is a {}, not a perf_event_array",
+                    m.name(),
+                    m.map_type()
+                ),
+                22,
+                m.name(),
+                None,
+            ));
+        };
+        if let Some(pages) = page_cnt {
+            perf.set_buffer_size(pages.saturating_mul(4096))
+                .map_err(|e| map_error(py, m.name(), &e))?;
+        }
+        let seen = (0..perf.slots()).map(|cpu| perf.lost(cpu)).collect();
+        Ok(PerfBufferConsumer {
+            map: m.clone(),
+            callback,
+            lost_callback,
+            lost_seen: std::sync::Mutex::new(seen),
+        })
+    }
+
+    /// Hands every buffered sample to the callback without waiting.
+    fn consume(&self, py: Python<'_>) -> PyResult<usize> {
+        self.deliver(py)
+    }
+
+    /// Waits up to `timeout_ms` (< 0: until a sample comes) with the GIL
+    /// released, then consumes; returns how many samples there were.
+    #[pyo3(signature = (timeout_ms = -1))]
+    fn poll(&self, py: Python<'_>, timeout_ms: i64) -> PyResult<usize> {
+        let perf = self.perf();
+        if perf.pending() == 0 {
+            wait_interruptibly(py, timeout_ms, |slice| perf.wait(Some(slice)))?;
+        }
+        self.deliver(py)
+    }
+
+    /// The buffered samples as `(cpu, data)` pairs, consumed, without the callback.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u32, Bound<'py, PyBytes>)>> {
+        let mut out = Vec::new();
+        self.each(py, |cpu, sample| {
+            out.push((cpu, PyBytes::new(py, sample)));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Writes a sample into `cpu`'s buffer from user space, as
+    /// `bpf_perf_event_output` does; ENOSPC (and a lost sample) when full.
+    #[pyo3(signature = (data, cpu = 0))]
+    fn output(&self, py: Python<'_>, data: &Bound<'_, PyAny>, cpu: u32) -> PyResult<()> {
+        with_bytes(data, |d| {
+            guard(py, || {
+                self.perf()
+                    .output(cpu as u64, cpu, d)
+                    .map_err(|e| map_error(py, self.map.name(), &e))
+            })
+        })
+    }
+
+    /// Samples waiting in all CPUs' buffers.
+    #[getter]
+    fn pending(&self) -> usize {
+        self.perf().pending()
+    }
+
+    /// Samples dropped so far from `cpu`'s buffer because it was full.
+    fn lost(&self, cpu: u32) -> u64 {
+        self.perf().lost(cpu)
+    }
+
+    /// Bytes each CPU's buffer holds.
+    #[getter]
+    fn buffer_size(&self) -> usize {
+        self.perf().buffer_size()
+    }
+}
+
 /// Sets how many virtual CPUs per-CPU maps created afterwards have.
 #[pyfunction]
 fn set_num_cpus(n: usize) -> PyResult<()> {
@@ -684,6 +1042,8 @@ fn num_cpus() -> usize {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMap>()?;
     m.add_class::<MapMemory>()?;
+    m.add_class::<RingBufferConsumer>()?;
+    m.add_class::<PerfBufferConsumer>()?;
     m.add_function(wrap_pyfunction!(set_num_cpus, m)?)?;
     m.add_function(wrap_pyfunction!(num_cpus, m)?)?;
     Ok(())
