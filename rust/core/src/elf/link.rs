@@ -278,6 +278,11 @@ fn apply_reloc(
 ) -> Result<(), ElfError> {
     let sym = elf.reloc_symbol(r, sec)?;
     let sec_name = elf.section_name(sec);
+    // Length of the code the symbol lies in, when it lies in code.
+    let target_len = sym
+        .shndx
+        .and_then(|t| code.insns.get(&t))
+        .map_or(0, Vec::len) as i64;
     let insns = code
         .insns
         .get_mut(&sec)
@@ -321,11 +326,12 @@ fn apply_reloc(
             // A callback: a pointer to a function, in bytes.
             let byte = (sym.value as i64)
                 .checked_add(addend)
-                .filter(|b| b % 8 == 0 && *b >= 0);
+                .filter(|b| b % 8 == 0 && *b >= 0 && b / 8 < target_len);
             let Some(byte) = byte else {
-                return Err(at(
-                    "function pointer is not aligned to an instruction".into()
-                ));
+                return Err(at(format!(
+                    "function pointer is not an instruction of section '{}'",
+                    elf.section_name(target_sec)
+                )));
             };
             insns[idx].src = PSEUDO_FUNC;
             insns[idx].imm = 0;
@@ -390,8 +396,7 @@ fn apply_reloc(
             return Err(at("call target is not aligned to an instruction".into()));
         }
         let target = (sym.value / 8) as i64 + implicit + 1 + r.addend.map_or(0, |a| a / 8);
-        let len = code.insns.get(&target_sec).map_or(0, Vec::len) as i64;
-        if target < 0 || target >= len {
+        if target < 0 || target >= target_len {
             return Err(at(format!(
                 "call target {target} lies outside section '{}'",
                 elf.section_name(target_sec)
