@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::liveness;
 use super::log::{self, Log};
-use super::state::{regsafe, states_equal, Frame, IdMap, Reg, RegType, State};
+use super::state::{regsafe, states_equal, widen, Frame, IdMap, Reg, RegType, State};
 use super::{PtrClass, Verified, VerifyError, VerifyOptions, VerifyStats};
 use crate::isa::*;
 use crate::kernel::contexts::{self, ContextDesc};
@@ -116,9 +116,15 @@ impl<'a> Verifier<'a> {
         masks
     }
 
-    fn is_state_visited(&mut self, st: &State, pc: usize, parent: Option<u32>) -> VResult<Visit> {
+    fn is_state_visited(
+        &mut self,
+        st: &mut State,
+        pc: usize,
+        parent: Option<u32>,
+    ) -> VResult<Visit> {
         let live = self.live_masks(st, pc);
         let mut looping = false;
+        let mut widen_from = None;
         let list = std::mem::take(&mut self.explored[pc]);
         let mut result = None;
         for &ci in &list {
@@ -130,6 +136,7 @@ impl<'a> Verifier<'a> {
                         result = Some(Visit::Prune);
                         break;
                     }
+                    widen_from = Some(ci);
                 } else if states_equal(old, st, &live, &mut self.ids)
                     && states_equal(st, old, &live, &mut self.ids)
                 {
@@ -165,7 +172,17 @@ impl<'a> Verifier<'a> {
             self.explored[pc] = list;
             return Ok(v);
         }
-        if looping
+        if let Some(ci) = widen_from {
+            // A repeated callback: continue with a state covering both
+            // iterations so that the next one is pruned.
+            if let Some(w) = self.ckpts[ci as usize]
+                .state
+                .as_ref()
+                .and_then(|old| widen(old, st))
+            {
+                *st = w;
+            }
+        } else if looping
             && self.jumps_processed - self.last_ckpt_jumps < 20
             && self.stats.insns_processed - self.last_ckpt_insns < 100
         {
@@ -221,7 +238,7 @@ impl<'a> Verifier<'a> {
                 });
             }
             if self.prune_point[pc] {
-                match self.is_state_visited(&st, pc, parent)? {
+                match self.is_state_visited(&mut st, pc, parent)? {
                     Visit::Prune => {
                         if self.log.level >= 2 {
                             self.log.line(format!("{pc}: safe"));

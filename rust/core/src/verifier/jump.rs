@@ -337,32 +337,26 @@ impl Verifier<'_> {
             };
             Reg::constant(imm)
         };
+        // `st` becomes the fall-through state, `taken` the jump's.
         let mut taken = st.clone();
-        let mut fall = std::mem::replace(st, taken.clone());
         let (taken_ok, fall_ok) = if dst.is_scalar() && src.is_scalar() {
             let t = self.refine_scalars(&mut taken, insn, &dst, &src, cmp, w);
-            let f = self.refine_scalars(&mut fall, insn, &dst, &src, cmp.negate(), w);
+            let f = self.refine_scalars(st, insn, &dst, &src, cmp.negate(), w);
             (t, f)
         } else {
-            self.refine_pointers(&mut taken, &mut fall, &dst, &src, cmp, w)
+            self.refine_pointers(&mut taken, st, &dst, &src, cmp, w)
         };
         match (taken_ok, fall_ok) {
-            (true, true) => {
-                *st = fall;
-                Ok(Flow::Fork {
-                    other: Box::new(taken),
-                    other_pc: target,
-                    next,
-                })
-            }
+            (true, true) => Ok(Flow::Fork {
+                other: Box::new(taken),
+                other_pc: target,
+                next,
+            }),
             (true, false) => {
                 *st = taken;
                 Ok(Flow::Next(target))
             }
-            (false, true) => {
-                *st = fall;
-                Ok(Flow::Next(next))
-            }
+            (false, true) => Ok(Flow::Next(next)),
             (false, false) => Ok(Flow::End),
         }
     }

@@ -427,3 +427,63 @@ pub fn states_equal(old: &State, cur: &State, live: &[u16], ids: &mut IdMap) -> 
 fn cur_callsite(f: &Frame) -> usize {
     f.callsite
 }
+
+/// A state covering both `old` and `cur` where that is cheap to say: differing
+/// scalars become unknown, differing stack bytes become plain data (or
+/// unreadable). Used where a helper repeats a callback: its iterations are
+/// bounded by the helper, so over-approximating them lets exploration
+/// converge instead of following every iteration. `None` when the two
+/// have different shapes.
+pub fn widen(old: &State, cur: &State) -> Option<State> {
+    if old.frames.len() != cur.frames.len() || old.refs.len() != cur.refs.len() {
+        return None;
+    }
+    let mut out = cur.clone();
+    let mut ids = IdMap::default();
+    for (of, wf) in old.frames.iter().zip(out.frames.iter_mut()) {
+        if of.callsite != wf.callsite {
+            return None;
+        }
+        for (o, w) in of.regs.iter().zip(wf.regs.iter_mut()) {
+            ids.clear();
+            if regsafe(o, w, &mut ids) {
+                // Already covered; keep the current register (and its ids).
+            } else if o.is_scalar() && w.is_scalar() {
+                *w = Reg::unknown();
+            } else if o.ty != w.ty || !w.is_pointer() {
+                *w = Reg::NOT_INIT;
+            }
+        }
+        let n = of.stack.len().max(wf.stack.len());
+        for i in 0..n {
+            let os = of.slot(i);
+            let ws = *wf.slot_mut(i);
+            if os == ws {
+                continue;
+            }
+            let both_scalar_spills = os.is_full_spill()
+                && ws.is_full_spill()
+                && os.spilled.is_scalar()
+                && ws.spilled.is_scalar();
+            let slot = wf.slot_mut(i);
+            if both_scalar_spills {
+                slot.spilled = Reg::unknown();
+                continue;
+            }
+            for b in 0..8 {
+                let (x, y) = (os.bytes[b], ws.bytes[b]);
+                slot.bytes[b] = if x == y && x != StackByte::Spill {
+                    x
+                } else if x == StackByte::Invalid || y == StackByte::Invalid {
+                    StackByte::Invalid
+                } else {
+                    StackByte::Misc
+                };
+            }
+            if !slot.bytes.contains(&StackByte::Spill) {
+                slot.spilled = Reg::NOT_INIT;
+            }
+        }
+    }
+    Some(out)
+}

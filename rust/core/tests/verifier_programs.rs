@@ -1,0 +1,583 @@
+//! Program-level tests of the verifier: for each rejection class a program
+//! that is rejected (asserting the instruction and the message) and its fixed
+//! twin that is accepted.
+
+use ebpfvm_core::asm::assemble;
+use ebpfvm_core::maps::{MapDef, MapType, BPF_F_RDONLY_PROG};
+use ebpfvm_core::program::Program;
+use ebpfvm_core::progtype::ProgType;
+use ebpfvm_core::verifier::{verify, PtrClass, Verified, VerifyError, VerifyOptions};
+
+fn program(src: &str) -> Program {
+    let insns = assemble(src).unwrap_or_else(|e| panic!("assembly failed: {e}\n{src}"));
+    Program::from_insns(insns, 65536).unwrap_or_else(|e| panic!("bad program: {e:?}\n{src}"))
+}
+
+fn check(src: &str, t: ProgType, maps: &[MapDef]) -> Result<Verified, VerifyError> {
+    let opts = VerifyOptions {
+        prog_type: t,
+        raw_input_size: 64,
+        maps,
+        log_level: 2,
+        ..VerifyOptions::default()
+    };
+    verify(&program(src), &opts)
+}
+
+#[track_caller]
+fn accept(src: &str, t: ProgType, maps: &[MapDef]) -> Verified {
+    match check(src, t, maps) {
+        Ok(v) => v,
+        Err(e) => panic!("rejected at {:?}: {}\nlog:\n{}", e.pc, e.message, e.log),
+    }
+}
+
+#[track_caller]
+fn reject(src: &str, t: ProgType, maps: &[MapDef], pc: usize, msg: &str) -> VerifyError {
+    match check(src, t, maps) {
+        Ok(v) => panic!("accepted, expected '{msg}' at {pc}\nlog:\n{}", v.log),
+        Err(e) => {
+            assert!(
+                e.message.contains(msg),
+                "expected '{msg}' at {pc}, got '{}' at {:?}\nlog:\n{}",
+                e.message,
+                e.pc,
+                e.log
+            );
+            assert_eq!(e.pc, Some(pc), "message '{}'\nlog:\n{}", e.message, e.log);
+            e
+        }
+    }
+}
+
+fn hash_map() -> MapDef {
+    MapDef::new(MapType::Hash, 4, 16, 64).named("h")
+}
+
+const XDP: ProgType = ProgType::Xdp;
+const RAW: ProgType = ProgType::Raw;
+
+#[test]
+fn minimal_programs() {
+    accept("mov %r0, 0\nexit", RAW, &[]);
+    reject("exit", RAW, &[], 0, "R0 !read_ok");
+    reject("mov %r0, %r5\nexit", RAW, &[], 0, "R5 !read_ok");
+}
+
+#[test]
+fn scalar_dereference_is_rejected() {
+    reject(
+        "mov %r2, 5\nldxw %r0, [%r2]\nexit",
+        RAW,
+        &[],
+        1,
+        "R2 invalid mem access 'scalar'",
+    );
+}
+
+#[test]
+fn raw_memory_bounds() {
+    accept("ldxdw %r0, [%r1+56]\nexit", RAW, &[]);
+    reject(
+        "ldxdw %r0, [%r1+60]\nexit",
+        RAW,
+        &[],
+        0,
+        "invalid access to memory, mem_size=64 off=60 size=8",
+    );
+}
+
+#[test]
+fn uninitialised_stack_read() {
+    reject(
+        "ldxdw %r0, [%r10-16]\nexit",
+        RAW,
+        &[],
+        0,
+        "invalid read from stack off -16+0 size 8",
+    );
+    accept("stdw [%r10-16], 7\nldxdw %r0, [%r10-16]\nexit", RAW, &[]);
+    reject(
+        "stw [%r10-16], 7\nldxdw %r0, [%r10-16]\nexit",
+        RAW,
+        &[],
+        1,
+        "invalid read from stack off -16+4 size 8",
+    );
+}
+
+#[test]
+fn stack_bounds_and_alignment() {
+    reject(
+        "stdw [%r10-520], 1\nmov %r0, 0\nexit",
+        RAW,
+        &[],
+        0,
+        "invalid write to stack R10 off=-520 size=8",
+    );
+    reject(
+        "stdw [%r10+0], 1\nmov %r0, 0\nexit",
+        RAW,
+        &[],
+        0,
+        "invalid write to stack R10 off=0 size=8",
+    );
+    reject(
+        "stdw [%r10-12], 1\nmov %r0, 0\nexit",
+        RAW,
+        &[],
+        0,
+        "misaligned stack access",
+    );
+}
+
+#[test]
+fn spill_and_fill_keep_pointers_and_bounds() {
+    // A packet pointer survives a spill; a bounded scalar keeps its bounds.
+    let v = accept(
+        "ldxw %r2, [%r1+0]
+         ldxw %r3, [%r1+4]
+         mov %r4, %r2
+         add %r4, 14
+         jgt %r4, %r3, out
+         stxdw [%r10-8], %r2
+         ldxdw %r5, [%r10-8]
+         ldxh %r0, [%r5+12]
+         ldxb %r6, [%r2+0]
+         and %r6, 7
+         stxdw [%r10-16], %r6
+         ldxdw %r7, [%r10-16]
+         mov %r8, %r10
+         add %r8, -8
+         add %r8, %r7
+         ldxb %r0, [%r8-7]
+         out:
+         mov %r0, 0
+         exit",
+        XDP,
+        &[],
+    );
+    assert_eq!(v.mem_access[7], Some(PtrClass::Packet));
+    assert_eq!(v.mem_access[15], Some(PtrClass::Stack));
+    // A spilled pointer read back partially is not a pointer any more.
+    reject(
+        "stxdw [%r10-8], %r1
+         ldxw %r2, [%r10-8]
+         mov %r0, 0
+         exit",
+        XDP,
+        &[],
+        1,
+        "invalid size of register fill",
+    );
+}
+
+#[test]
+fn packet_range_from_data_end_all_comparisons() {
+    let header = "ldxw %r2, [%r1+0]\nldxw %r3, [%r1+4]\nmov %r4, %r2\nadd %r4, 14\n";
+    // Each form guards a 14-byte read through r2 (2 bytes at offset 12).
+    let forms = [
+        "jgt %r4, %r3, out\nldxh %r0, [%r2+12]",
+        "jle %r4, %r3, ok\nja out\nok: ldxh %r0, [%r2+12]",
+        "jlt %r3, %r4, out\nldxh %r0, [%r2+12]",
+        "jge %r3, %r4, ok\nja out\nok: ldxh %r0, [%r2+12]",
+        // r4 < data_end proves 15 bytes.
+        "jlt %r4, %r3, ok\nja out\nok: ldxb %r0, [%r2+14]",
+        "jge %r4, %r3, out\nldxb %r0, [%r2+14]",
+        "jgt %r3, %r4, ok\nja out\nok: ldxb %r0, [%r2+14]",
+        "jle %r3, %r4, out\nldxb %r0, [%r2+14]",
+    ];
+    for f in forms {
+        let src = format!("{header}{f}\nout: mov %r0, 2\nexit");
+        accept(&src, XDP, &[]);
+    }
+    // One byte too far.
+    let src = format!("{header}jgt %r4, %r3, out\nldxh %r0, [%r2+13]\nout: mov %r0, 2\nexit");
+    reject(
+        &src,
+        XDP,
+        &[],
+        5,
+        "invalid access to packet, off=13 size=2, R2(id=0,off=0,r=14)",
+    );
+    // The taken arm of `>` proves nothing.
+    let src = format!("{header}jgt %r4, %r3, bad\nmov %r0, 2\nexit\nbad: ldxb %r0, [%r2+0]\nexit");
+    reject(&src, XDP, &[], 7, "invalid access to packet, off=0 size=1");
+}
+
+#[test]
+fn map_lookup_needs_null_check_and_propagates_to_copies() {
+    let maps = [hash_map()];
+    let lookup = "stw [%r10-4], 0
+        mov %r2, %r10
+        add %r2, -4
+        lddw %r1, map_idx 0
+        call 1
+        ";
+    reject(
+        &format!("{lookup}ldxw %r0, [%r0+0]\nexit"),
+        XDP,
+        &maps,
+        6,
+        "R0 invalid mem access 'map_value_or_null'",
+    );
+    // The null check on r0 makes its copy r6 safe too.
+    accept(
+        &format!(
+            "{lookup}mov %r6, %r0\njeq %r0, 0, out\nldxw %r0, [%r6+12]\nexit\nout: mov %r0, 0\nexit"
+        ),
+        XDP,
+        &maps,
+    );
+    reject(
+        &format!(
+            "{lookup}mov %r6, %r0\njeq %r0, 0, out\nldxw %r0, [%r6+13]\nexit\nout: mov %r0, 0\nexit"
+        ),
+        XDP,
+        &maps,
+        8,
+        "invalid access to map value, value_size=16 off=13 size=4",
+    );
+}
+
+#[test]
+fn helper_key_must_be_initialised_and_large_enough() {
+    let maps = [hash_map()];
+    reject(
+        "mov %r2, %r10
+         add %r2, -4
+         lddw %r1, map_idx 0
+         call 1
+         mov %r0, 0
+         exit",
+        XDP,
+        &maps,
+        4,
+        "invalid indirect read from stack R2 off -4+0 size 4",
+    );
+    reject(
+        "stw [%r10-4], 0
+         mov %r2, %r10
+         add %r2, -2
+         lddw %r1, map_idx 0
+         call 1
+         mov %r0, 0
+         exit",
+        XDP,
+        &maps,
+        5,
+        "invalid indirect access to stack R2 off=-2 size=4",
+    );
+    reject(
+        "mov %r0, 0\ncall 99999\nexit",
+        XDP,
+        &maps,
+        1,
+        "invalid func unknown#99999",
+    );
+}
+
+#[test]
+fn counted_loop_is_accepted_and_infinite_loop_rejected() {
+    let v = accept(
+        "mov %r0, 0
+         mov %r1, 0
+         loop:
+         add %r0, %r1
+         add %r1, 1
+         jlt %r1, 100, loop
+         exit",
+        RAW,
+        &[],
+    );
+    assert!(v.stats.insns_processed > 300, "{:?}", v.stats);
+    reject(
+        "mov %r0, 0
+         loop:
+         ldxb %r2, [%r1+0]
+         jeq %r2, 0, loop
+         exit",
+        RAW,
+        &[],
+        1,
+        "infinite loop detected at insn 1",
+    );
+    // Counting forever runs into the complexity limit.
+    let opts = VerifyOptions {
+        max_processed_insns: 10_000,
+        ..VerifyOptions::default()
+    };
+    let e = verify(&program("mov %r0, 0\nloop:\nadd %r0, 1\nja loop"), &opts).unwrap_err();
+    assert_eq!(
+        e.message,
+        "BPF program is too large. Processed 10001 insn (limit 10000)"
+    );
+    assert_eq!(e.stats.insns_processed, 10_001);
+}
+
+#[test]
+fn packet_length_bounded_loop() {
+    // Sum at most 64 bytes of the packet, stopping at data_end: each
+    // iteration proves one more byte.
+    let v = accept(
+        "ldxw %r2, [%r1+0]
+         ldxw %r3, [%r1+4]
+         mov %r0, 0
+         mov %r6, 0
+         loop:
+         mov %r4, %r2
+         add %r4, 1
+         jgt %r4, %r3, out
+         ldxb %r5, [%r2+0]
+         add %r0, %r5
+         mov %r2, %r4
+         add %r6, 1
+         jlt %r6, 64, loop
+         out:
+         mov %r0, 2
+         exit",
+        XDP,
+        &[],
+    );
+    assert!(v.stats.insns_processed < 10_000, "{:?}", v.stats);
+    // Without the data_end check the first read is out of the packet.
+    reject(
+        "ldxw %r2, [%r1+0]
+         mov %r6, 0
+         loop:
+         ldxb %r5, [%r2+0]
+         add %r2, 1
+         add %r6, 1
+         jlt %r6, 64, loop
+         mov %r0, 2
+         exit",
+        XDP,
+        &[],
+        2,
+        "invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)",
+    );
+}
+
+#[test]
+fn unreachable_and_pointer_arithmetic() {
+    reject(
+        "mov %r0, 0\nexit\nmov %r0, 1\nexit",
+        RAW,
+        &[],
+        2,
+        "unreachable insn 2",
+    );
+    reject(
+        "mov %r2, %r1\nmul %r2, 2\nmov %r0, 0\nexit",
+        RAW,
+        &[],
+        1,
+        "R2 pointer arithmetic with *= operator prohibited",
+    );
+    reject(
+        "mov %r2, %r1\nand %r2, 2\nmov %r0, 0\nexit",
+        RAW,
+        &[],
+        1,
+        "R2 bitwise operator &= on pointer prohibited",
+    );
+    reject(
+        "mov %r2, 0\nsub %r2, %r1\nmov %r0, 0\nexit",
+        RAW,
+        &[],
+        1,
+        "R2 tried to subtract pointer from scalar",
+    );
+    reject(
+        "ldxw %r3, [%r1+4]\nadd %r3, 1\nmov %r0, 0\nexit",
+        XDP,
+        &[],
+        1,
+        "R3 pointer arithmetic on pkt_end prohibited",
+    );
+    // data_end - data is a length.
+    accept(
+        "ldxw %r2, [%r1+0]\nldxw %r3, [%r1+4]\nsub %r3, %r2\nmov %r0, %r3\nexit",
+        XDP,
+        &[],
+    );
+    reject(
+        "mov %r0, %r1\nexit",
+        XDP,
+        &[],
+        1,
+        "At program exit the register R0 is not a known value (ctx)",
+    );
+}
+
+#[test]
+fn ctx_access_rules() {
+    reject(
+        "ldxw %r0, [%r1+200]\nexit",
+        XDP,
+        &[],
+        0,
+        "invalid bpf_context access off=200 size=4",
+    );
+    reject(
+        "stw [%r1+0], 1\nmov %r0, 0\nexit",
+        XDP,
+        &[],
+        0,
+        "invalid bpf_context access off=0 size=4",
+    );
+    accept("ldxw %r0, [%r1+12]\nexit", XDP, &[]);
+    reject(
+        "add %r1, 4\nldxw %r0, [%r1+0]\nexit",
+        XDP,
+        &[],
+        1,
+        "dereference of modified ctx ptr R1 off=4 disallowed",
+    );
+}
+
+#[test]
+fn readonly_map_rejects_writes() {
+    let ro = MapDef {
+        flags: BPF_F_RDONLY_PROG,
+        ..MapDef::new(MapType::Array, 4, 8, 1).named(".rodata")
+    };
+    let maps = [ro];
+    accept(
+        "lddw %r1, map_idx_value 0, 0\nldxdw %r0, [%r1+0]\nexit",
+        XDP,
+        &maps,
+    );
+    reject(
+        "lddw %r1, map_idx_value 0, 0\nstdw [%r1+0], 1\nmov %r0, 0\nexit",
+        XDP,
+        &maps,
+        2,
+        "write into map forbidden, value_size=8 off=0 size=8",
+    );
+}
+
+#[test]
+fn bpf_to_bpf_calls() {
+    // The callee reads the caller's stack through r1, r6 survives the call.
+    accept(
+        "stdw [%r10-8], 3
+         mov %r6, 7
+         mov %r1, %r10
+         add %r1, -8
+         call local f
+         add %r0, %r6
+         exit
+         f:
+         ldxdw %r0, [%r1+0]
+         exit",
+        RAW,
+        &[],
+    );
+    // r1-r5 are clobbered by the call.
+    reject(
+        "mov %r1, 1
+         call local f
+         mov %r0, %r1
+         exit
+         f:
+         mov %r0, 0
+         exit",
+        RAW,
+        &[],
+        2,
+        "R1 !read_ok",
+    );
+    // Too deep: each function calls the next, nine frames in all.
+    let mut src = String::from("call local f1\nexit\n");
+    for k in 1..=8 {
+        src += &format!("f{k}:\ncall local f{}\nexit\n", k + 1);
+    }
+    src += "f9:\nmov %r0, 0\nexit\n";
+    reject(&src, RAW, &[], 14, "the call stack of 9 frames is too deep");
+}
+
+#[test]
+fn ringbuf_records_must_be_released() {
+    let rb = MapDef::new(MapType::Ringbuf, 0, 0, 4096).named("rb");
+    let maps = [rb];
+    let reserve = "lddw %r1, map_idx 0
+        mov %r2, 16
+        mov %r3, 0
+        call 131
+        jeq %r0, 0, out
+        stdw [%r0+8], 1
+        ";
+    reject(
+        &format!("{reserve}out: mov %r0, 0\nexit"),
+        XDP,
+        &maps,
+        8,
+        "Unreleased reference id=",
+    );
+    accept(
+        &format!("{reserve}mov %r1, %r0\nmov %r2, 0\ncall 132\nout: mov %r0, 0\nexit"),
+        XDP,
+        &maps,
+    );
+    reject(
+        &format!(
+            "{reserve}stdw [%r0+16], 1\nmov %r1, %r0\nmov %r2, 0\ncall 132\nout: mov %r0, 0\nexit"
+        ),
+        XDP,
+        &maps,
+        7,
+        "invalid access to memory, mem_size=16 off=16 size=8",
+    );
+}
+
+#[test]
+fn bpf_loop_callback() {
+    accept(
+        "stdw [%r10-8], 0
+         mov %r1, 10
+         lddw %r2, func cb
+         mov %r3, %r10
+         add %r3, -8
+         mov %r4, 0
+         call 181
+         ldxdw %r0, [%r10-8]
+         exit
+         cb:
+         ldxdw %r3, [%r2+0]
+         add %r3, 1
+         stxdw [%r2+0], %r3
+         mov %r0, 0
+         exit",
+        XDP,
+        &[],
+    );
+    reject(
+        "mov %r1, 10
+         lddw %r2, func cb
+         mov %r3, 0
+         mov %r4, 0
+         call 181
+         mov %r0, 0
+         exit
+         cb:
+         mov %r0, 5
+         exit",
+        XDP,
+        &[],
+        9,
+        "At callback return the register R0 has smin=5 smax=5 should have been in [0, 1]",
+    );
+}
+
+#[test]
+fn log_level_two_shows_kernel_syntax() {
+    let v = accept("ldxw %r2, [%r1+0]\nmov %r0, 0\nexit", XDP, &[]);
+    assert!(v.log.contains("0: (61) r2 = *(u32 *)(r1 +0)"), "{}", v.log);
+    assert!(v.log.contains("R2=pkt(off=0,r=0)"), "{}", v.log);
+    assert!(
+        v.log.contains("processed 3 insns (limit 1000000)"),
+        "{}",
+        v.log
+    );
+}
