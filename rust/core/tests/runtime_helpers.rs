@@ -127,6 +127,13 @@ fn registered_ids_are_the_kernels() {
         "skb_adjust_room",
         "redirect_neigh",
         "redirect_peer",
+        "dynptr_from_mem",
+        "ringbuf_reserve_dynptr",
+        "ringbuf_submit_dynptr",
+        "ringbuf_discard_dynptr",
+        "dynptr_read",
+        "dynptr_write",
+        "dynptr_data",
         "sk_storage_get",
         "sk_storage_delete",
         "task_storage_get",
@@ -1786,4 +1793,159 @@ fn redirect_neigh_and_peer_are_tc_redirects() {
     )
     .unwrap_err();
     assert!(err.reason.contains("tc helper"), "{}", err.reason);
+}
+
+// --- dynptrs ----------------------------------------------------------------------
+
+#[test]
+fn local_dynptrs_read_write_and_hand_out_data_within_bounds() {
+    // A dynptr at r10-16 over the 16-byte input buffer; write 4 bytes of
+    // the stack at offset 8, read 8 bytes from offset 4 back to the stack,
+    // take a direct pointer to offset 12. Returns the results packed.
+    let src = |write_off: u32, read_off: u32, data_off: u32| {
+        format!(
+            "
+            mov %r6, %r1
+            mov %r2, 16
+            mov %r3, 0
+            mov %r4, %r10
+            add %r4, -16
+            call 197
+            mov %r7, %r0
+            stw [%r10-24], 0x44434241
+            mov %r1, %r10
+            add %r1, -16
+            mov %r2, {write_off}
+            mov %r3, %r10
+            add %r3, -24
+            mov %r4, 4
+            mov %r5, 0
+            call 202
+            lsh %r7, 8
+            and %r0, 0xff
+            or %r7, %r0
+            mov %r1, %r10
+            add %r1, -32
+            mov %r2, 8
+            mov %r3, %r10
+            add %r3, -16
+            mov %r4, {read_off}
+            mov %r5, 0
+            call 201
+            lsh %r7, 8
+            and %r0, 0xff
+            or %r7, %r0
+            mov %r1, %r10
+            add %r1, -16
+            mov %r2, {data_off}
+            mov %r3, 4
+            call 203
+            jeq %r0, 0, +2
+            sub %r0, %r6
+            add %r0, 1
+            lsh %r7, 8
+            or %r7, %r0
+            ldxdw %r1, [%r10-32]
+            stxdw [%r6], %r1
+            mov %r0, %r7
+            exit"
+        )
+    };
+    let mut buf: Vec<u8> = (0..16).collect();
+    let r0 = run_raw(&src(8, 4, 12), &mut buf).unwrap();
+    // from_mem 0, write 0, read 0, data = buf + 12 (13 after the +1).
+    assert_eq!(r0, 13);
+    // buf[8..12] = "ABCD"; the read of buf[4..12] went to buf[0..8].
+    assert_eq!(&buf[..8], &[4, 5, 6, 7, b'A', b'B', b'C', b'D']);
+    assert_eq!(&buf[8..12], b"ABCD");
+    // Past the end: -E2BIG for write and read, NULL from data.
+    let mut buf: Vec<u8> = (0..16).collect();
+    let e2big = 0xf9u64; // low byte of -7
+    let r0 = run_raw(&src(13, 9, 13), &mut buf).unwrap();
+    assert_eq!(r0, e2big << 16 | e2big << 8);
+
+    // A dynptr whose data points outside the program's memory is a fault
+    // when used, never an access.
+    let forged = "
+        lddw %r1, 0x1000
+        stxdw [%r10-16], %r1
+        stw [%r10-8], 0x10000010
+        stw [%r10-4], 0
+        mov %r1, %r10
+        add %r1, -32
+        mov %r2, 8
+        mov %r3, %r10
+        add %r3, -16
+        mov %r4, 0
+        mov %r5, 0
+        call 201
+        exit";
+    let msg = fault_of(run_raw(forged, &mut [0u8; 8]));
+    assert!(msg.contains("bpf_dynptr_read: the dynptr at r3"), "{msg}");
+    // Flags are refused, leaving a null dynptr.
+    let flagged = "mov %r2, 8\nmov %r3, 1\nmov %r4, %r10\nadd %r4, -16\ncall 197\nldxdw %r1, [%r10-16]\nlsh %r0, 8\nor %r0, %r1\nexit";
+    assert_eq!(run_raw(flagged, &mut [0u8; 8]).unwrap(), EINVAL << 8);
+}
+
+#[test]
+fn ringbuf_dynptrs_reserve_submit_and_discard() {
+    let rb = ring();
+    let program = |flags: u32, commit: u32| {
+        format!(
+            "
+            lddw %r1, map_idx 0
+            mov %r2, 8
+            mov %r3, {flags}
+            mov %r4, %r10
+            add %r4, -16
+            call 198
+            mov %r6, %r0
+            stdw [%r10-24], 0x2a
+            mov %r1, %r10
+            add %r1, -16
+            mov %r2, 0
+            mov %r3, %r10
+            add %r3, -24
+            mov %r4, 8
+            mov %r5, 0
+            call 202
+            mov %r1, %r10
+            add %r1, -16
+            mov %r2, 0
+            call {commit}
+            ldxdw %r0, [%r10-16]
+            add %r0, %r6
+            exit"
+        )
+    };
+    let prog = load(&program(0, 199), ProgType::Raw, vec![rb.clone()]);
+    // Submitting nulls the dynptr.
+    assert_eq!(run(&prog, Input::Memory(&mut [])).unwrap().retval, 0);
+    assert_eq!(records(&rb), vec![42u64.to_ne_bytes().to_vec()]);
+    let prog = load(&program(0, 200), ProgType::Raw, vec![rb.clone()]);
+    assert_eq!(run(&prog, Input::Memory(&mut [])).unwrap().retval, 0);
+    assert!(records(&rb).is_empty());
+    // Flags: -EINVAL and a null dynptr, which submit ignores.
+    let prog = load(&program(1, 199), ProgType::Raw, vec![rb.clone()]);
+    assert_eq!(run(&prog, Input::Memory(&mut [])).unwrap().retval, EINVAL);
+    assert!(records(&rb).is_empty());
+    // A local dynptr cannot be submitted.
+    let local = "
+        mov %r2, 8
+        mov %r3, 0
+        mov %r4, %r10
+        add %r4, -16
+        call 197
+        mov %r1, %r10
+        add %r1, -16
+        mov %r2, 0
+        call 199
+        exit";
+    let prog = load(local, ProgType::Raw, vec![rb.clone()]);
+    let err = run(&prog, Input::Memory(&mut [0u8; 8])).unwrap_err();
+    assert!(
+        err.reason.contains("not a ring buffer dynptr"),
+        "{}",
+        err.reason
+    );
 }

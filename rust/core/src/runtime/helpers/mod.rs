@@ -13,6 +13,7 @@ use crate::helpers::{HelperError, HelperMemory, HelperRegistry};
 
 use super::{Environment, RunState};
 
+mod dynptr;
 mod local_storage;
 mod maps;
 mod packet;
@@ -43,6 +44,7 @@ pub fn kernel_helpers(env: &Arc<Environment>) -> HelperRegistry {
         .chain(packet::HELPERS)
         .chain(perf::HELPERS)
         .chain(local_storage::HELPERS)
+        .chain(dynptr::HELPERS)
     {
         add(&mut reg, env, id, f);
     }

@@ -25,7 +25,11 @@ pub(super) const HELPERS: &[(u32, HelperFn)] = &[
 const EINVAL: i32 = 22;
 const EAGAIN: i32 = 11;
 
-fn ring<'e>(env: &'e Environment, handle: u64, helper: &str) -> Result<MapRef<'e>, HelperError> {
+pub(super) fn ring<'e>(
+    env: &'e Environment,
+    handle: u64,
+    helper: &str,
+) -> Result<MapRef<'e>, HelperError> {
     let m = env
         .map(handle)
         .ok_or_else(|| fault(format!("{helper}: r1 (0x{handle:x}) is not a map")))?;
@@ -39,7 +43,7 @@ fn ring<'e>(env: &'e Environment, handle: u64, helper: &str) -> Result<MapRef<'e
     Ok(m)
 }
 
-fn as_ring<'m>(m: &'m MapRef<'_>) -> &'m RingBuf {
+pub(super) fn as_ring<'m>(m: &'m MapRef<'_>) -> &'m RingBuf {
     m.downcast::<RingBuf>()
         .expect("checked to be a ring buffer by `ring`")
 }
@@ -91,19 +95,20 @@ fn ringbuf_reserve(
     Ok(record.as_ptr() as u64)
 }
 
-/// Submit or discard: finds the ring among the program's ring buffers that
-/// holds `ptr` as a reserved record.
-fn commit(env: &Environment, a: [u64; 5], discard: bool) -> Result<u64, HelperError> {
-    let helper = if discard {
-        "bpf_ringbuf_discard"
-    } else {
-        "bpf_ringbuf_submit"
-    };
-    let ptr = a[0];
+/// Submits or discards the record at `ptr`: finds the ring among the
+/// program's ring buffers that holds it as a reserved record.
+pub(super) fn commit_record(
+    env: &Environment,
+    ptr: u64,
+    flags: u64,
+    discard: bool,
+    helper: &str,
+    reg: &str,
+) -> Result<(), HelperError> {
     let record = NonNull::new(ptr as *mut u8)
-        .ok_or_else(|| fault(format!("{helper}: r1 is NULL, not a reserved record")))?;
+        .ok_or_else(|| fault(format!("{helper}: {reg} is NULL, not a reserved record")))?;
     // The kernel ignores flag bits it does not know here.
-    let flags = a[1] & (BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP);
+    let flags = flags & (BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP);
     for m in env.maps() {
         let Some(rb) = m.downcast::<RingBuf>() else {
             continue;
@@ -114,12 +119,21 @@ fn commit(env: &Environment, a: [u64; 5], discard: bool) -> Result<u64, HelperEr
             rb.submit(record, flags)
         };
         if done.is_ok() {
-            return Ok(0);
+            return Ok(());
         }
     }
     Err(fault(format!(
-        "{helper}: r1 (0x{ptr:x}) is not a record reserved from one of the program's ring buffers (or it was already submitted or discarded)"
+        "{helper}: {reg} (0x{ptr:x}) is not a record reserved from one of the program's ring buffers (or it was already submitted or discarded)"
     )))
+}
+
+fn commit(env: &Environment, a: [u64; 5], discard: bool) -> Result<u64, HelperError> {
+    let helper = if discard {
+        "bpf_ringbuf_discard"
+    } else {
+        "bpf_ringbuf_submit"
+    };
+    commit_record(env, a[0], a[1], discard, helper, "r1").map(|()| 0)
 }
 
 fn ringbuf_submit(
