@@ -223,6 +223,11 @@ fn link_legacy_inner_maps(table: &mut MapTable, links: &[LegacyLink]) {
         if !table.specs[l.spec].def.map_type.is_map_of_maps() {
             continue;
         }
+        // Legacy loaders create maps of maps with 4-byte (map id) values
+        // whatever the record says.
+        if table.specs[l.spec].def.value_size == 0 {
+            table.specs[l.spec].def.value_size = 4;
+        }
         let inner = match l.inner_idx {
             Some(idx) => links.get(idx as usize).map(|x| x.spec),
             None if l.inner_id != 0 => links.iter().find(|x| x.id == l.inner_id).map(|x| x.spec),
@@ -400,11 +405,20 @@ fn btf_map_def(
         )));
     };
     def.map_type = map_type(type_num, name, section)?;
-    if matches!(def.map_type, MapType::Ringbuf | MapType::UserRingbuf) {
+    match def.map_type {
         // Ring buffers have no keys or values of their own; a declared
         // value type only documents the records (cilium/ebpf objects).
-        def.key_size = 0;
-        def.value_size = 0;
+        MapType::Ringbuf | MapType::UserRingbuf => {
+            def.key_size = 0;
+            def.value_size = 0;
+        }
+        // Perf event arrays hold CPU indices and event fds, whatever the
+        // record type declared (libbpf and cilium/ebpf fix these to 4).
+        MapType::PerfEventArray => {
+            def.key_size = 4;
+            def.value_size = 4;
+        }
+        _ => {}
     }
     if values.is_some() || def.map_type.is_map_of_maps() {
         if value_size_set && def.value_size != 4 {
