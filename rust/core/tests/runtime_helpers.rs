@@ -134,6 +134,9 @@ fn registered_ids_are_the_kernels() {
         "dynptr_read",
         "dynptr_write",
         "dynptr_data",
+        "get_current_cgroup_id",
+        "get_current_ancestor_cgroup_id",
+        "get_ns_current_pid_tgid",
         "sk_storage_get",
         "sk_storage_delete",
         "task_storage_get",
@@ -1948,4 +1951,63 @@ fn ringbuf_dynptrs_reserve_submit_and_discard() {
         "{}",
         err.reason
     );
+}
+
+// --- cgroups and pid namespaces ---------------------------------------------------
+
+#[test]
+fn cgroup_ids_are_the_cgroup2_directory_inodes() {
+    use std::os::unix::fs::MetadataExt;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = mounts.lines().find_map(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        let dash = fields.iter().position(|f| *f == "-")?;
+        (fields.get(dash + 1) == Some(&"cgroup2")).then(|| fields[4].to_string())
+    });
+    let own = std::fs::read_to_string("/proc/thread-self/cgroup")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string));
+    let (expect_own, expect_root) = match (root, own) {
+        (Some(root), Some(own)) => (
+            std::fs::metadata(format!("{root}{own}")).unwrap().ino(),
+            std::fs::metadata(&root).unwrap().ino(),
+        ),
+        _ => (0, 0),
+    };
+    assert_eq!(run_raw("call 80\nexit", &mut []).unwrap(), expect_own);
+    assert_eq!(
+        run_raw("mov %r1, 0\ncall 123\nexit", &mut []).unwrap(),
+        expect_root
+    );
+    // Deeper than the thread's cgroup: no ancestor.
+    assert_eq!(
+        run_raw("mov %r1, 1000\ncall 123\nexit", &mut []).unwrap(),
+        0
+    );
+}
+
+#[test]
+fn ns_pid_tgid_needs_the_threads_own_pid_namespace() {
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata("/proc/thread-self/ns/pid").unwrap();
+    let call = |dev: u64, ino: u64, size: u32| {
+        format!("lddw %r1, {dev:#x}\nlddw %r2, {ino:#x}\nmov %r3, %r1\nmov %r3, %r10\nadd %r3, -8\nstdw [%r10-8], -1\nmov %r4, {size}\ncall 120\nldxdw %r1, [%r10-8]\nmov %r6, %r1\nmov %r1, %r0\nlsh %r1, 32\nstxdw [%r10-16], %r6\nmov %r0, %r6\nexit")
+    };
+    // SAFETY: plain syscalls.
+    let (pid, tid) = unsafe {
+        (
+            libc::getpid() as u64,
+            libc::syscall(libc::SYS_gettid) as u64,
+        )
+    };
+    let got = run_raw(&call(ns.dev(), ns.ino(), 8), &mut []).unwrap();
+    assert_eq!(got, pid << 32 | tid);
+    // Another namespace, or a wrong size: zeroed.
+    assert_eq!(
+        run_raw(&call(ns.dev(), ns.ino() + 1, 8), &mut []).unwrap(),
+        0
+    );
+    let r0 = "lddw %r1, 0\nlddw %r2, 0\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 8\ncall 120\nexit";
+    assert_eq!(run_raw(r0, &mut []).unwrap(), EINVAL);
 }
