@@ -1991,8 +1991,11 @@ fn cgroup_ids_are_the_cgroup2_directory_inodes() {
 fn ns_pid_tgid_needs_the_threads_own_pid_namespace() {
     use std::os::unix::fs::MetadataExt;
     let ns = std::fs::metadata("/proc/thread-self/ns/pid").unwrap();
+    // The 8-byte struct bpf_pidns_info { u32 pid; u32 tgid; } as a u64.
     let call = |dev: u64, ino: u64, size: u32| {
-        format!("lddw %r1, {dev:#x}\nlddw %r2, {ino:#x}\nmov %r3, %r1\nmov %r3, %r10\nadd %r3, -8\nstdw [%r10-8], -1\nmov %r4, {size}\ncall 120\nldxdw %r1, [%r10-8]\nmov %r6, %r1\nmov %r1, %r0\nlsh %r1, 32\nstxdw [%r10-16], %r6\nmov %r0, %r6\nexit")
+        format!(
+            "lddw %r1, {dev:#x}\nlddw %r2, {ino:#x}\nmov %r3, %r10\nadd %r3, -8\nstdw [%r10-8], -1\nmov %r4, {size}\ncall 120\nldxdw %r0, [%r10-8]\nexit"
+        )
     };
     // SAFETY: plain syscalls.
     let (pid, tid) = unsafe {
