@@ -1227,3 +1227,167 @@ fn kernel_only_types_and_pinning_are_refused_with_reasons() {
     }
     assert!(!path.exists());
 }
+
+// ---------------------------------------------------------------- ring buffer model
+
+mod ringbuf_model {
+    use super::*;
+    use proptest::prelude::{prop, prop_oneof, proptest, ProptestConfig, Strategy};
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Reserve(u64),
+        Submit(usize),
+        Discard(usize),
+        Consume(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u64..1400).prop_map(Op::Reserve),
+            2 => (0usize..8).prop_map(Op::Submit),
+            1 => (0usize..8).prop_map(Op::Discard),
+            1 => (1usize..5).prop_map(Op::Consume),
+        ]
+    }
+
+    #[derive(Clone, PartialEq, Debug)]
+    enum State {
+        Busy,
+        Committed,
+        Discarded,
+    }
+
+    struct Record {
+        pos: u64,
+        span: u64,
+        data: Vec<u8>,
+        state: State,
+        ptr: NonNull<u8>,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Reservations succeed exactly when the kernel's position rules
+        /// allow, and the consumer sees committed records in reservation
+        /// order, stopping at the first busy one.
+        #[test]
+        fn ring_buffer_matches_a_model(ops in prop::collection::vec(op(), 1..120)) {
+            let m = ringbuf(4096);
+            let r = rb(&m);
+            let size = 4096u64;
+            let mut records: Vec<Record> = Vec::new(); // not yet consumed, in order
+            let mut prod = 0u64;
+            let mut cons = 0u64;
+            let mut stamp = 0u8;
+            for op in ops {
+                match op {
+                    Op::Reserve(len) => {
+                        let span = (len + 8).next_multiple_of(8);
+                        let pending = records.iter().find(|rec| rec.state == State::Busy).map_or(prod, |rec| rec.pos);
+                        let fits = span < size && prod + span - cons < size && prod + span - pending < size;
+                        let got = r.reserve(len);
+                        assert_eq!(got.is_some(), fits, "reserve({len}) at prod {prod} cons {cons} pending {pending}");
+                        if let Some(ptr) = got {
+                            stamp = stamp.wrapping_add(1);
+                            let data: Vec<u8> = (0..len).map(|i| stamp ^ i as u8).collect();
+                            fill(ptr, &data);
+                            records.push(Record { pos: prod, span, data, state: State::Busy, ptr });
+                            prod += span;
+                        }
+                    }
+                    Op::Submit(i) | Op::Discard(i) => {
+                        let discard = matches!(op, Op::Discard(_));
+                        let busy: Vec<usize> = (0..records.len()).filter(|&k| records[k].state == State::Busy).collect();
+                        if busy.is_empty() {
+                            continue;
+                        }
+                        let k = busy[i % busy.len()];
+                        let ptr = records[k].ptr;
+                        if discard {
+                            r.discard(ptr, 0).unwrap();
+                            records[k].state = State::Discarded;
+                        } else {
+                            r.submit(ptr, 0).unwrap();
+                            records[k].state = State::Committed;
+                        }
+                        // Committing twice is always refused.
+                        assert!(r.submit(ptr, 0).is_err());
+                    }
+                    Op::Consume(limit) => {
+                        let mut want = Vec::new();
+                        let mut taken = 0;
+                        for rec in &records {
+                            if rec.state == State::Busy || want.len() == limit {
+                                break;
+                            }
+                            taken += 1;
+                            if rec.state == State::Committed {
+                                want.push(rec.data.clone());
+                            }
+                        }
+                        let mut got = Vec::new();
+                        r.consume(&mut |data| {
+                            got.push(data.to_vec());
+                            got.len() < limit
+                        });
+                        assert_eq!(got, want);
+                        for rec in records.drain(..taken) {
+                            cons = rec.pos + rec.span;
+                        }
+                    }
+                }
+                assert_eq!(r.query(BPF_RB_PROD_POS), prod);
+                assert_eq!(r.query(BPF_RB_CONS_POS), cons);
+            }
+        }
+    }
+}
+
+/// Keys and values of any length reaching the implementations directly
+/// (as a runtime bug or a forged program argument might pass them) give
+/// errors, never panics.
+#[test]
+fn implementations_survive_wrong_sized_arguments() {
+    let inner = MapDef::new(MapType::Array, 4, 4, 4);
+    let defs = [
+        MapDef::new(MapType::Queue, 0, 4, 4),
+        MapDef::new(MapType::Stack, 0, 4, 4),
+        MapDef::new(MapType::BloomFilter, 0, 4, 4),
+        lpm::lpm_def(4, 16),
+        lpm::lpm_def(16, 16),
+        MapDef::new(MapType::Ringbuf, 0, 0, 4096),
+        MapDef::new(MapType::PerfEventArray, 4, 4, 2),
+        MapDef::new(MapType::ProgArray, 4, 4, 4),
+        MapDef::new(MapType::ArrayOfMaps, 4, 4, 4).with_inner(inner.clone()),
+        MapDef::new(MapType::HashOfMaps, 8, 4, 4).with_inner(inner),
+        MapDef::new(MapType::Devmap, 4, 8, 4),
+        MapDef::new(MapType::DevmapHash, 4, 4, 4),
+        MapDef::new(MapType::Cpumap, 4, 4, 4),
+        MapDef::new(MapType::Sockhash, 6, 8, 4),
+        MapDef::new(MapType::SkStorage, 4, 8, 0).with_flags(BPF_F_NO_PREALLOC),
+        MapDef::new(MapType::CgroupStorage, 8, 8, 0),
+        MapDef::new(MapType::PercpuCgroupStorage, 16, 4, 0),
+        MapDef::new(MapType::StackTrace, 4, 16, 4),
+    ];
+    let mut rng = Rng(17);
+    for def in defs {
+        let m = create(def);
+        let imp = m.imp();
+        for _ in 0..300 {
+            let key: Vec<u8> = (0..rng.next() % 40).map(|_| rng.next() as u8).collect();
+            let value: Vec<u8> = (0..rng.next() % 40).map(|_| rng.next() as u8).collect();
+            let flags = rng.next() % 5;
+            let _ = imp.update(&key, &value, flags);
+            let _ = imp.update_from_program(&key, &value, flags, (rng.next() % 4) as u32);
+            let _ = imp.lookup(&key);
+            let _ = imp.lookup_ptr(&key, (rng.next() % 4) as u32);
+            let _ = imp.next_key(Some(&key));
+            let _ = imp.push(&value, flags);
+            let _ = imp.peek(Some(&value));
+            let _ = imp.pop();
+            let _ = imp.delete(&key);
+        }
+        let _ = (imp.len(), imp.memory_usage(), imp.next_key(None));
+    }
+}
