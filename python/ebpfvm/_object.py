@@ -63,6 +63,23 @@ def read_trace(timeout: float | None = None) -> list[str]:
     return _core.read_trace(timeout)
 
 
+#: Map types whose keys are u32 indexes.
+_INDEXED = frozenset(
+    {
+        "array",
+        "percpu_array",
+        "prog_array",
+        "perf_event_array",
+        "array_of_maps",
+        "cgroup_array",
+        "devmap",
+        "cpumap",
+        "xskmap",
+        "sockmap",
+    }
+)
+
+
 def default_pin_root() -> str:
     """Where maps pinned by name live unless ``pin_root`` says otherwise:
     ``$EBPFVM_PIN_ROOT``, else ``<tmp>/ebpfvm-bpffs`` (user space's stand-in
@@ -208,7 +225,12 @@ class Object:
         self._cores = cores
         maps: dict[str, Map] = {}
         for info, core in zip(self._map_info, cores, strict=True):
-            maps[info["name"]] = view(core, info["key_type"], info["value_type"])
+            key_type = info["key_type"]
+            if key_type is None and info["key_size"] == 4 and info["map_type"] in _INDEXED:
+                # Arrays are indexed by a u32 even when BTF does not say so
+                # (legacy map definitions, global data sections).
+                key_type = "u32"
+            maps[info["name"]] = view(core, key_type, info["value_type"])
         self.maps: Mapping[str, Map] = _ReadOnlyDict(maps)
         self._data = {
             info["name"]: GlobalData(self, info["name"], info)

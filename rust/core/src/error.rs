@@ -179,6 +179,8 @@ impl ExecError {
                 reason: format!("helper {id} aborted the program"),
                 payload: Some(payload),
             },
+            // A callback the helper ran faulted: that fault is the run's.
+            HelperError::Exec(e) => *e,
         }
     }
 }

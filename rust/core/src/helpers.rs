@@ -24,6 +24,9 @@ pub enum HelperError {
     /// The helper wants the run abandoned and `payload` handed back to the
     /// caller of `run` unchanged (a Python exception, say).
     Abort(Box<dyn Any + Send>),
+    /// A callback run by the helper ([`HelperMemory::call_function`])
+    /// faulted; the run fails with that fault.
+    Exec(Box<crate::error::ExecError>),
 }
 
 /// A helper with access to the memory of the running program.
@@ -161,6 +164,16 @@ impl<'a> HelperMemory<'a> {
         self.map.state
     }
 
+    /// Calls the program's function starting at slot `func` (a callback
+    /// such as `bpf_loop`'s) with r1-r5 = `args`, in a new stack frame
+    /// below the live ones, and returns its r0. Its instructions count
+    /// towards the run's count and budget.
+    pub fn call_function(&mut self, func: u64, args: [u64; 5]) -> Result<u64, HelperError> {
+        self.map
+            .invoke(func, args)
+            .map_err(|e| HelperError::Exec(Box::new(e)))
+    }
+
     /// The primary region `(lo, len)`: the input buffer or packet.
     pub fn input(&self) -> (u64, u64) {
         (self.map.mem_lo, self.map.mem_len)
@@ -171,6 +184,12 @@ impl<'a> HelperMemory<'a> {
     /// change at once.
     pub fn set_input(&mut self, lo: u64, len: u64) {
         self.map.set_input(lo, len);
+    }
+
+    /// Ends access to a region granted with [`Self::grant`] (memory a
+    /// helper is about to free).
+    pub fn revoke(&mut self, ptr: *mut u8, len: usize) {
+        self.map.revoke(ptr as u64, len as u64);
     }
 
     /// Makes `len` bytes at `ptr` accessible to the program for the rest of

@@ -271,6 +271,54 @@ pub struct MemoryMap {
     extra: Vec<Region>,
     /// The run's [`RunSetup::state`].
     pub state: usize,
+    /// Instructions run by callbacks helpers invoked (added to the run's
+    /// count, and charged against its budget).
+    pub callback_instructions: u64,
+    /// The engine running this map's program, for helpers that call back
+    /// into it (`bpf_loop`, `bpf_for_each_map_elem`). Valid during the run.
+    invoker: Option<*const dyn Invoke>,
+}
+
+/// How a helper calls a function of the running program (a callback):
+/// engines implement it for the duration of a run.
+pub trait Invoke {
+    /// Runs the program's function starting at slot `func` with r1-r5 =
+    /// `args` in a new frame below the live ones, and returns its r0.
+    fn invoke(&self, map: &mut MemoryMap, func: u64, args: [u64; 5]) -> Result<u64, ExecError>;
+}
+
+impl MemoryMap {
+    /// Lets helpers call back into `engine` during this run.
+    ///
+    /// # Safety
+    /// `engine` must outlive every use of this map (the run).
+    pub unsafe fn set_invoker(&mut self, engine: &dyn Invoke) {
+        let p: *const (dyn Invoke + '_) = engine;
+        // SAFETY: the caller keeps `engine` alive for the run; the pointer
+        // is only dereferenced during it.
+        self.invoker = Some(std::mem::transmute::<
+            *const (dyn Invoke + '_),
+            *const dyn Invoke,
+        >(p));
+    }
+
+    /// Calls function `func` of the running program (see [`Invoke`]).
+    pub fn invoke(&mut self, func: u64, args: [u64; 5]) -> Result<u64, ExecError> {
+        match self.invoker {
+            // SAFETY: set by the engine for this run (set_invoker's contract).
+            Some(inv) => unsafe { (*inv).invoke(self, func, args) },
+            None => Err(ExecError::new(
+                0,
+                FaultKind::HelperFailed,
+                "this engine cannot call back into the program",
+            )),
+        }
+    }
+
+    /// Live call frames (each engine keeps one 512-byte frame per level).
+    pub fn live_frames(&self) -> usize {
+        (self.stack_len / FRAME) as usize
+    }
 }
 
 impl MemoryMap {
@@ -284,6 +332,8 @@ impl MemoryMap {
             mem_len: 0,
             extra: Vec::new(),
             state: 0,
+            callback_instructions: 0,
+            invoker: None,
         };
         if writable {
             map.mem_lo = mem;
@@ -367,6 +417,10 @@ impl MemoryMap {
         if len > 0 && self.translate(lo, len, writable).is_none() {
             self.extra.push(Region { lo, len, writable });
         }
+    }
+
+    pub(crate) fn revoke(&mut self, lo: u64, len: u64) {
+        self.extra.retain(|r| !(r.lo == lo && r.len == len));
     }
 
     /// The accessible regions, for error messages.
@@ -499,7 +553,45 @@ impl Runner for Executable {
         // Only live frames are reachable, and each is zeroed when entered.
         std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
         let mut map = MemoryMap::from_setup(top as u64, setup);
-        self.execute::<false>(&mut map, setup.r1, setup.r2, top as u64, &mut |_, _| {})
+        map.set_invoker(self);
+        let args = [setup.r1, setup.r2, 0, 0, 0];
+        let out = self.execute::<false>(&mut map, 0, args, top as u64, 0, &mut |_, _| {})?;
+        Ok(RunOutcome {
+            r0: out.r0,
+            instructions: out.instructions.wrapping_add(map.callback_instructions),
+        })
+    }
+}
+
+impl Invoke for Executable {
+    fn invoke(&self, map: &mut MemoryMap, func: u64, args: [u64; 5]) -> Result<u64, ExecError> {
+        let program = &self.program;
+        let Some(start) = usize::try_from(func)
+            .ok()
+            .filter(|&f| program.functions().iter().any(|x| x.start == f))
+        else {
+            return Err(ExecError::new(
+                0,
+                FaultKind::HelperFailed,
+                format!("callback 0x{func:x} is not a function of the program"),
+            ));
+        };
+        let frames = map.live_frames();
+        if frames >= MAX_CALL_FRAMES {
+            return Err(ExecError::call_depth(start));
+        }
+        let top = map.stack_lo;
+        map.stack_lo -= FRAME;
+        map.stack_len += FRAME;
+        // SAFETY: the new frame lies inside the stack buffer (fewer than
+        // MAX_CALL_FRAMES frames are live).
+        unsafe { std::ptr::write_bytes(map.stack_lo as *mut u8, 0, STACK_FRAME_SIZE) };
+        let out = self.execute::<false>(map, start, args, top, frames, &mut |_, _| {});
+        map.stack_lo += FRAME;
+        map.stack_len -= FRAME;
+        let out = out?;
+        map.callback_instructions = map.callback_instructions.wrapping_add(out.instructions);
+        Ok(out.r0)
     }
 }
 
@@ -557,7 +649,9 @@ impl Executable {
                 mem.as_mut_ptr()
             };
             let mut map = MemoryMap::new(top as u64, ptr as u64, mem.len() as u64, true);
-            self.execute::<true>(&mut map, ptr as u64, mem.len() as u64, top as u64, trace)
+            map.set_invoker(self);
+            let args = [ptr as u64, mem.len() as u64, 0, 0, 0];
+            self.execute::<true>(&mut map, 0, args, top as u64, 0, trace)
         }
     }
 
@@ -565,9 +659,10 @@ impl Executable {
     fn execute<const TRACE: bool>(
         &self,
         map: &mut MemoryMap,
-        mem: u64,
-        mem_len: u64,
+        start: usize,
+        args: [u64; 5],
         stack_top: u64,
+        base_depth: usize,
         trace: &mut dyn FnMut(usize, &[u64; 11]),
     ) -> Result<RunOutcome, ExecError> {
         #[derive(Clone, Copy)]
@@ -579,16 +674,17 @@ impl Executable {
             fp: u64,
         }
         let code = &*self.code;
-        let budget = self.max_instructions;
+        let budget = self
+            .max_instructions
+            .saturating_sub(map.callback_instructions);
         let mut r = [0u64; 16];
-        r[1] = mem;
-        r[2] = mem_len;
+        r[1..6].copy_from_slice(&args);
         r[10] = stack_top;
         // Written when a call is made, read only when it returns.
         let mut frames = [const { MaybeUninit::<Frame>::uninit() }; MAX_CALL_FRAMES];
         let mut depth = 0usize;
-        let mut pc = 0usize;
-        let mut block_start = 0usize;
+        let mut pc = start;
+        let mut block_start = start;
         let mut executed = 0u64;
 
         // Counts the instructions of the block just left and moves to
@@ -866,7 +962,7 @@ impl Executable {
                     }
                 }
                 Op::CallLocal => {
-                    if depth + 1 >= MAX_CALL_FRAMES {
+                    if base_depth + depth + 1 >= MAX_CALL_FRAMES {
                         return Err(ExecError::call_depth(pc - 1));
                     }
                     frames[depth].write(Frame {

@@ -27,9 +27,9 @@ use cranelift_frontend::FunctionBuilderContext;
 use ebpfvm_core::error::{ExecError, FaultKind, ProgramError};
 use ebpfvm_core::helpers::HelperImpl;
 use ebpfvm_core::interp::{
-    check_load, LoadOptions, MemoryMap, RunOutcome, RunSetup, Runner, STACK_BYTES,
+    check_load, Invoke, LoadOptions, MemoryMap, RunOutcome, RunSetup, Runner, STACK_BYTES,
 };
-use ebpfvm_core::isa::STACK_FRAME_SIZE;
+use ebpfvm_core::isa::{MAX_CALL_FRAMES, STACK_FRAME_SIZE};
 use ebpfvm_core::program::Program;
 
 use runtime::*;
@@ -267,6 +267,53 @@ impl JitExecutable {
     }
 }
 
+impl Invoke for JitExecutable {
+    fn invoke(&self, map: &mut MemoryMap, func: u64, args: [u64; 5]) -> Result<u64, ExecError> {
+        let Some(k) = self
+            .program
+            .functions()
+            .iter()
+            .position(|f| f.start as u64 == func)
+        else {
+            return Err(ExecError::new(
+                0,
+                FaultKind::HelperFailed,
+                format!("callback 0x{func:x} is not a function of the program"),
+            ));
+        };
+        let frames = map.live_frames();
+        if frames >= MAX_CALL_FRAMES {
+            return Err(ExecError::call_depth(func as usize));
+        }
+        // SAFETY: compiled code hands helpers the map of its RunCtx, whose
+        // first field it is (repr(C)), and the run is in progress.
+        let ctx = unsafe { &mut *(map as *mut MemoryMap as *mut RunCtx) };
+        let saved = (ctx.depth, ctx.budget);
+        ctx.map.stack_lo -= STACK_FRAME_SIZE as u64;
+        ctx.map.stack_len += STACK_FRAME_SIZE as u64;
+        zero_frame(ctx.map.stack_lo);
+        ctx.depth += 1;
+        ctx.budget = self
+            .max_instructions
+            .saturating_sub(ctx.map.callback_instructions);
+        // SAFETY: functions[k] is compiled code with the entry signature.
+        let out = unsafe {
+            let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[k]);
+            entry(ctx, args[0], args[1], args[2], args[3], args[4], 0)
+        };
+        (ctx.depth, ctx.budget) = saved;
+        ctx.map.stack_lo += STACK_FRAME_SIZE as u64;
+        ctx.map.stack_len -= STACK_FRAME_SIZE as u64;
+        let r = self.outcome(ctx, out);
+        // The caller of the helper goes on (or fails with the error the
+        // helper returns): this call's status is consumed here.
+        ctx.status = STATUS_OK;
+        let o = r?;
+        ctx.map.callback_instructions = ctx.map.callback_instructions.wrapping_add(o.instructions);
+        Ok(o.r0)
+    }
+}
+
 impl Runner for JitExecutable {
     unsafe fn run_setup(
         &self,
@@ -292,10 +339,15 @@ impl Runner for JitExecutable {
             slow_ok: 0,
             error: None,
         };
+        ctx.map.set_invoker(self);
         // SAFETY: functions[0] is the entry of code compiled with this
         // signature, alive as long as self.
         let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
         let out = entry(&mut ctx, setup.r1, setup.r2, 0, 0, 0, 0);
-        self.outcome(&mut ctx, out)
+        let extra = ctx.map.callback_instructions;
+        self.outcome(&mut ctx, out).map(|o| RunOutcome {
+            r0: o.r0,
+            instructions: o.instructions.wrapping_add(extra),
+        })
     }
 }

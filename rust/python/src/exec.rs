@@ -423,9 +423,18 @@ impl PyExecutable {
             Some(m) => crate::buffer_bytes(m)?,
             None => Vec::new(),
         };
+        self.check_input(data.len())?;
         let engine = &self.inner;
+        let loaded = self.loaded.clone();
         let result = guard(py, || {
             Ok(py.detach(|| {
+                let start = std::time::Instant::now();
+                if let Some(l) = &loaded {
+                    for _ in 0..number {
+                        run_loaded_record(l, &mut data)?;
+                    }
+                    return Ok(start.elapsed().as_secs_f64());
+                }
                 let mut stack = vec![0u64; ebpfvm_core::interp::STACK_BYTES / 8];
                 let sp = stack.as_mut_ptr() as *mut u8;
                 let (ptr, len) = if data.is_empty() {

@@ -95,6 +95,7 @@ impl VMMemory {
             let msg = match e {
                 HelperError::Fault(msg) => msg,
                 HelperError::Abort(_) => "memory access aborted".into(),
+                HelperError::Exec(e) => e.reason,
             };
             Python::attach(|py| {
                 crate::errors::helper_memory_error(

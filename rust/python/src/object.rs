@@ -83,7 +83,8 @@ pub(crate) fn type_desc<'py>(py: Python<'py>, t: &TypeDesc) -> PyResult<Bound<'p
                 let md = PyDict::new(py);
                 md.set_item("name", &m.name)?;
                 md.set_item("offset", m.bit_offset / 8)?;
-                md.set_item("bit_offset", m.bit_offset)?;
+                // Bits past `offset` (nonzero only for bitfields).
+                md.set_item("bit_offset", m.bit_offset % 8)?;
                 md.set_item("bit_size", m.bitfield_size)?;
                 md.set_item("type", type_desc(py, &m.ty)?)?;
                 ms.append(md)?;

@@ -13,6 +13,7 @@ use crate::helpers::{HelperError, HelperMemory, HelperRegistry};
 
 use super::{Environment, RunState};
 
+mod callbacks;
 mod dynptr;
 mod local_storage;
 mod maps;
@@ -45,6 +46,7 @@ pub fn kernel_helpers(env: &Arc<Environment>) -> HelperRegistry {
         .chain(perf::HELPERS)
         .chain(local_storage::HELPERS)
         .chain(dynptr::HELPERS)
+        .chain(callbacks::HELPERS)
     {
         add(&mut reg, env, id, f);
     }
