@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ebpfvm_core::elf::{MapKind, Object};
+use ebpfvm_core::isa::{Insn, CALL_HELPER, CALL_LOCAL, OP_CALL};
 use ebpfvm_core::maps::Map;
 
 fn corpus_dir() -> PathBuf {
@@ -159,9 +160,49 @@ fn corpus_objects_parse_and_agree_with_inventory() {
                 row["btf_maps"]
             ));
         }
-        if let Ok(record) = row["legacy_map_record_bytes"].parse::<u32>() {
-            let maps_size: usize = legacy * record as usize;
-            assert!(maps_size > 0 || legacy == 0);
+        let style = match (legacy > 0, btf_maps > 0) {
+            (true, false) => "legacy",
+            (false, true) => "btf",
+            (false, false) => "none",
+            (true, true) => "both",
+        };
+        if style != row["maps_style"] {
+            problems.push(format!(
+                "{path}: map style {style}, objects.tsv says {}",
+                row["maps_style"]
+            ));
+        }
+        // Executable sections with code, helper calls and BPF-to-BPF calls
+        // in them (before linking).
+        let counted = |pred: &dyn Fn(&Insn) -> bool| -> usize {
+            obj.code_sections
+                .iter()
+                .map(|s| s.insns.iter().filter(|i| pred(i)).count())
+                .sum()
+        };
+        let exec = obj
+            .code_sections
+            .iter()
+            .filter(|s| !s.insns.is_empty())
+            .count();
+        let helpers = counted(&|i| i.opc == OP_CALL && i.src == CALL_HELPER);
+        let local = counted(&|i| i.opc == OP_CALL && i.src == CALL_LOCAL);
+        let num = |column: &str| row[column].parse::<usize>().ok();
+        // objects.tsv counts calls to undefined functions (memset, externs)
+        // apart; here they are BPF-to-BPF calls left unresolved.
+        let local_expected = num("local_calls")
+            .zip(num("external_calls"))
+            .map(|(l, e)| l + e);
+        for (what, ours, expected) in [
+            ("executable sections", exec, num("exec_sections")),
+            ("helper calls", helpers, num("helper_calls")),
+            ("local and external calls", local, local_expected),
+        ] {
+            if expected != Some(ours) {
+                problems.push(format!(
+                    "{path}: {ours} {what}, objects.tsv says {expected:?}"
+                ));
+            }
         }
         let mut data: Vec<String> = obj
             .maps
