@@ -160,10 +160,6 @@ impl HashCore {
         })
     }
 
-    pub(crate) fn region(&self) -> &Region {
-        &self.region
-    }
-
     pub(crate) fn num_cpus(&self) -> usize {
         self.ncpus
     }
@@ -527,6 +523,20 @@ impl HashCore {
         self.region.header().count.load(Ordering::Relaxed) as usize
     }
 
+    /// Bytes of the region that can hold data: the header, the buckets and
+    /// every slot ever handed out (an upper bound of what is resident).
+    /// Slots above the high-water mark have never been touched, so (being
+    /// lazily committed) they cost no memory.
+    pub(crate) fn memory_usage(&self) -> usize {
+        let used = self
+            .region
+            .header()
+            .next_unused
+            .load(Ordering::Relaxed)
+            .min(self.max_entries);
+        self.elems + used as usize * self.elem_stride
+    }
+
     // LRU list: head is the most recently used element, tail the least.
 
     fn touch(&self, index: u32) {
@@ -689,7 +699,7 @@ impl MapImpl for Hash {
     }
 
     fn memory_usage(&self) -> usize {
-        self.core.region().len()
+        self.core.memory_usage()
     }
 
     fn as_any(&self) -> &dyn Any {

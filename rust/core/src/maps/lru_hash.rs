@@ -62,7 +62,7 @@ impl MapImpl for LruHash {
     }
 
     fn memory_usage(&self) -> usize {
-        self.core.region().len()
+        self.core.memory_usage()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -128,7 +128,7 @@ impl MapImpl for LruPercpuHash {
     }
 
     fn memory_usage(&self) -> usize {
-        self.core.region().len()
+        self.core.memory_usage()
     }
 
     fn num_cpus(&self) -> usize {

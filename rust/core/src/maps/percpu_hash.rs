@@ -71,7 +71,7 @@ impl MapImpl for PercpuHash {
     }
 
     fn memory_usage(&self) -> usize {
-        self.core.region().len()
+        self.core.memory_usage()
     }
 
     fn num_cpus(&self) -> usize {
