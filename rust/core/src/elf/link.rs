@@ -104,8 +104,9 @@ pub(super) fn build(
     exec.sort_unstable();
     for &sec in &exec {
         for r in elf.relocs.get(&sec).map(Vec::as_slice).unwrap_or(&[]) {
-            apply_reloc(elf, maps, &mut code, sec, r)?;
-            relocations_applied += 1;
+            if apply_reloc(elf, maps, &mut code, sec, r)? {
+                relocations_applied += 1;
+            }
         }
     }
 
@@ -269,13 +270,16 @@ fn patch_core(
     Ok(())
 }
 
+/// Applies one relocation of executable section `sec`. `Ok(false)` when the
+/// symbol is undefined: the instruction is then recorded as unresolved and
+/// fails the programs that contain it.
 fn apply_reloc(
     elf: &Elf<'_>,
     maps: &MapTable,
     code: &mut Code,
     sec: usize,
     r: &Reloc,
-) -> Result<(), ElfError> {
+) -> Result<bool, ElfError> {
     let sym = elf.reloc_symbol(r, sec)?;
     let sec_name = elf.section_name(sec);
     // Length of the code the symbol lies in, when it lies in code.
@@ -311,7 +315,7 @@ fn apply_reloc(
         let Some(target_sec) = sym.shndx else {
             if let Some((map, off)) = maps.kconfig(&sym.name) {
                 set_map_value(insns, idx, map, off as i64);
-                return Ok(());
+                return Ok(true);
             }
             code.unresolved.insert(
                 Loc { sec, idx },
@@ -320,7 +324,7 @@ fn apply_reloc(
                     sym.name
                 ),
             );
-            return Ok(());
+            return Ok(false);
         };
         if elf.sections[target_sec].is_exec() {
             // A callback: a pointer to a function, in bytes.
@@ -343,7 +347,7 @@ fn apply_reloc(
                     idx: (byte / 8) as usize,
                 },
             );
-            return Ok(());
+            return Ok(true);
         }
         let def_off = if sym.is_section() {
             (sym.value as i64).saturating_add(addend) as u64
@@ -354,7 +358,7 @@ fn apply_reloc(
             insns[idx].src = PSEUDO_MAP_IDX;
             insns[idx].imm = map as i32;
             insns[idx + 1].imm = 0;
-            return Ok(());
+            return Ok(true);
         }
         if let Some(map) = maps.by_data_section(target_sec) {
             let off = (sym.value as i64).saturating_add(addend);
@@ -365,7 +369,7 @@ fn apply_reloc(
                 )));
             }
             set_map_value(insns, idx, map, off);
-            return Ok(());
+            return Ok(true);
         }
         return Err(at(format!(
             "symbol is in section '{}', which is neither a map nor a global data section",
@@ -381,7 +385,7 @@ fn apply_reloc(
                     sym.name
                 ),
             );
-            return Ok(());
+            return Ok(false);
         };
         if !elf.sections[target_sec].is_exec() {
             return Err(at("call target is not in an executable section".into()));
@@ -409,7 +413,7 @@ fn apply_reloc(
                 idx: target as usize,
             },
         );
-        return Ok(());
+        return Ok(true);
     }
     Err(at(format!(
         "opcode 0x{:02x} is neither lddw nor call",
