@@ -380,6 +380,16 @@ fn line_info_gives_source_lines_per_instruction() {
         assert!(l.insn < loops.insns.len());
         assert_eq!(lines[l.line as usize - 1], l.source, "line {}", l.line);
     }
+    // Every instruction has a line: the last record at or before it.
+    let lddw = loops.insns.iter().position(|i| i.is_lddw()).unwrap();
+    assert!(loops
+        .line_at(lddw)
+        .unwrap()
+        .source
+        .contains("bpf_loop(10, add_one"));
+    assert!(loops.line_at(lddw + 1).unwrap().source.contains("bpf_loop"));
+    assert_eq!(loops.func_at(lddw).unwrap().name, "loops");
+    assert_eq!(loops.func_at(loops.insns.len() - 1).unwrap().name, "twice");
     // Records of appended subprograms are renumbered into the program.
     let add_one_start = loops
         .func_info

@@ -131,6 +131,21 @@ pub struct ElfProgram {
     pub line_info: Vec<LineInfo>,
 }
 
+impl ElfProgram {
+    /// The source line instruction `insn` comes from: the last line_info
+    /// record at or before it (clang records a line where it changes).
+    pub fn line_at(&self, insn: usize) -> Option<&LineInfo> {
+        let after = self.line_info.partition_point(|l| l.insn <= insn);
+        after.checked_sub(1).map(|i| &self.line_info[i])
+    }
+
+    /// The function (from func_info) instruction `insn` belongs to.
+    pub fn func_at(&self, insn: usize) -> Option<&FuncInfo> {
+        let after = self.func_info.partition_point(|f| f.insn <= insn);
+        after.checked_sub(1).map(|i| &self.func_info[i])
+    }
+}
+
 /// A function of a program (from `.BTF.ext` func_info).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FuncInfo {
