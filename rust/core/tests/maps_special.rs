@@ -918,10 +918,13 @@ fn maps_of_maps_check_inner_maps_against_the_template() {
         outer.update(&u32v(4), &u32v(good.id()), BPF_ANY),
         Err(MapError::TooBig)
     );
-    assert_eq!(
-        outer.update(&u32v(1), &u32v(good.id()), BPF_NOEXIST),
-        Err(MapError::Exists)
-    );
+    // Arrays of object references take only BPF_ANY, as in the kernel.
+    for flags in [BPF_NOEXIST, BPF_EXIST] {
+        assert!(matches!(
+            outer.update(&u32v(1), &u32v(good.id()), flags),
+            Err(MapError::Invalid(_))
+        ));
+    }
     assert_eq!(outer.lookup(&u32v(0)).unwrap(), u32v(good.id()));
     assert_eq!(outer.lookup(&u32v(1)), Err(MapError::NotFound));
 
@@ -1004,6 +1007,12 @@ fn reference_maps_store_their_values() {
     devmap.update(&u32v(3), &u32v(17), BPF_ANY).unwrap();
     assert_eq!(devmap.lookup(&u32v(3)).unwrap(), u32v(17));
     assert_eq!(devmap.lookup(&u32v(2)), Err(MapError::NotFound));
+    assert_eq!(
+        devmap.update(&u32v(2), &u32v(1), BPF_NOEXIST),
+        Err(MapError::Exists)
+    );
+    devmap.update(&u32v(2), &u32v(18), BPF_EXIST).unwrap();
+    assert_eq!(devmap.lookup(&u32v(2)).unwrap(), u32v(18));
     let p = devmap.imp().lookup_ptr(&u32v(3), 0).unwrap();
     assert_eq!(unsafe { p.as_ptr().cast::<u32>().read_unaligned() }, 17);
     assert_eq!(
@@ -1066,6 +1075,13 @@ fn reference_maps_store_their_values() {
         let m = create(MapDef::new(t, 4, 4, 2));
         m.update(&u32v(1), &u32v(5), BPF_ANY).unwrap();
         assert_eq!(m.lookup(&u32v(1)).unwrap(), u32v(5), "{t}");
+        // Only the cgroup array is an fd array in the kernel (BPF_ANY only).
+        let exist = m.update(&u32v(1), &u32v(6), BPF_EXIST);
+        assert_eq!(
+            matches!(exist, Err(MapError::Invalid(_))),
+            t == MapType::CgroupArray,
+            "{t}: {exist:?}"
+        );
     }
 }
 

@@ -9,9 +9,9 @@
 use std::any::Any;
 use std::sync::{Arc, RwLock};
 
-use super::reference_maps::{check_create_flags, check_update_flags, def_error, index_key};
+use super::reference_maps::{check_create_flags, check_fd_array_flags, def_error, index_key};
 use super::reference_maps::{next_index, BPF_F_ACCESS_MASK, BPF_F_NUMA_NODE};
-use super::{Map, MapDef, MapError, MapImpl, MapType, BPF_F_INNER_MAP, BPF_NOEXIST};
+use super::{Map, MapDef, MapError, MapImpl, MapType, BPF_F_INNER_MAP};
 
 /// Checks the parts of an outer map's definition both kinds share and
 /// returns its inner definition.
@@ -166,11 +166,7 @@ impl MapImpl for ArrayOfMaps {
     }
 
     fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
-        check_update_flags(flags)?;
-        if flags == BPF_NOEXIST {
-            // Array slots always exist, as in the kernel.
-            return Err(MapError::Exists);
-        }
+        check_fd_array_flags(flags)?;
         let slot = self.slot(key)?;
         let map = resolve_inner(&self.def, &self.inner, value)?;
         let old = slot.write().unwrap_or_else(|e| e.into_inner()).replace(map);

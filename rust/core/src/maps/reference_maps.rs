@@ -17,6 +17,7 @@ use std::ops::Bound;
 use std::ptr::NonNull;
 use std::sync::RwLock;
 
+use super::BPF_ANY;
 use super::{
     MapDef, MapError, MapImpl, MapType, BPF_EXIST, BPF_F_RDONLY, BPF_F_RDONLY_PROG, BPF_F_WRONLY,
     BPF_F_WRONLY_PROG, BPF_NOEXIST,
@@ -58,6 +59,17 @@ pub(crate) fn check_update_flags(flags: u64) -> Result<(), MapError> {
     if flags > BPF_EXIST {
         return Err(MapError::invalid(format!(
             "update flags {flags:#x}: only BPF_ANY, BPF_NOEXIST or BPF_EXIST apply"
+        )));
+    }
+    Ok(())
+}
+
+/// Arrays of kernel-object fds (maps of maps, cgroup arrays) take only
+/// `BPF_ANY`, as the kernel's `bpf_fd_array_map_update_elem` does.
+pub(crate) fn check_fd_array_flags(flags: u64) -> Result<(), MapError> {
+    if flags != BPF_ANY {
+        return Err(MapError::invalid(format!(
+            "update flags {flags:#x}: arrays of object references take only BPF_ANY"
         )));
     }
     Ok(())
@@ -437,6 +449,9 @@ impl MapImpl for ReferenceMap {
     }
 
     fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
+        if self.def.map_type == MapType::CgroupArray {
+            check_fd_array_flags(flags)?;
+        }
         check_update_flags(flags)?;
         self.check_value(value)?;
         // A cpumap entry with queue size 0 is no entry at all.
@@ -453,8 +468,15 @@ impl MapImpl for ReferenceMap {
                 if index >= max_entries {
                     return Err(MapError::TooBig);
                 }
-                let is_present = Self::array_slot(present, index).is_some();
-                check_exist_flags(flags, is_present)?;
+                if matches!(self.def.map_type, MapType::Devmap | MapType::Cpumap) {
+                    // Their slots always "exist": the kernel refuses
+                    // BPF_NOEXIST outright and ignores BPF_EXIST.
+                    if flags == BPF_NOEXIST {
+                        return Err(MapError::Exists);
+                    }
+                } else {
+                    check_exist_flags(flags, Self::array_slot(present, index).is_some())?;
+                }
                 if present.len() <= index as usize {
                     present.resize(index as usize + 1, false);
                 }
