@@ -468,35 +468,34 @@ fn two_processes_update_one_map_at_once() {
 }
 
 /// Offsets inside the pinned file's header (see `maps/region.rs`): the
-/// lock word (holder pid) and the entry count.
+/// lock word (`u64`: holder pid, and its start time in the high half) and
+/// the entry count.
 const LOCK_OFFSET: usize = 48;
-const COUNT_OFFSET: usize = 52;
+const COUNT_OFFSET: usize = 56;
 
-#[test]
-fn a_lock_left_by_a_dead_process_is_taken_over_and_the_map_repaired() {
-    let dir = TempDir::new("dead-lock");
-    let path = dir.path("map");
-    let lru = def(MapType::LruHash, 4, 8, 8);
-    {
-        let m = open(&lru, &path);
-        for i in 0..5 {
-            m.update(&k32(i), &v64(i as u64), BPF_ANY).unwrap();
-        }
-    }
-    // Forge what a writer killed inside an update leaves: its pid in the
-    // lock word and a count it had not yet fixed.
-    let mut dead = Command::new("true").spawn().unwrap();
-    let dead_pid = dead.id();
-    dead.wait().unwrap();
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[LOCK_OFFSET..LOCK_OFFSET + 4].copy_from_slice(&dead_pid.to_ne_bytes());
-    bytes[COUNT_OFFSET..COUNT_OFFSET + 4].copy_from_slice(&7u32.to_ne_bytes());
-    std::fs::write(&path, &bytes).unwrap();
+/// Writes `owner` into the lock word and `count` into the entry count, as
+/// a writer killed in the middle of an update would leave them.
+fn forge_dead_writer(path: &Path, owner: u64, count: u32) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[LOCK_OFFSET..LOCK_OFFSET + 8].copy_from_slice(&owner.to_ne_bytes());
+    bytes[COUNT_OFFSET..COUNT_OFFSET + 4].copy_from_slice(&count.to_ne_bytes());
+    std::fs::write(path, &bytes).unwrap();
+}
 
-    let m = open(&lru, &path);
-    let started = std::time::Instant::now();
-    assert_eq!(as_u64(&m.lookup(&k32(3)).unwrap()), 3);
-    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+/// Checks that the map at `path` (LRU, 8 entries, keys 0..5 inserted in
+/// order) works at once and has been repaired.
+fn check_repaired(lru: &MapDef, path: &Path) {
+    let m = open(lru, path);
+    // A lock that is never taken over would hang the lookup: fail instead.
+    let (done, finished) = std::sync::mpsc::channel();
+    let looker = Arc::clone(&m);
+    std::thread::spawn(move || {
+        let _ = done.send(looker.lookup(&k32(3)));
+    });
+    let found = finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the dead writer's lock was not taken over");
+    assert_eq!(as_u64(&found.unwrap()), 3);
     assert_eq!(m.len(), 5, "the count is rebuilt from the table");
     // The free slots and the LRU order are intact: filling the map evicts
     // the oldest key first.
@@ -506,4 +505,44 @@ fn a_lock_left_by_a_dead_process_is_taken_over_and_the_map_repaired() {
     assert_eq!(m.len(), 8);
     assert_eq!(m.lookup(&k32(0)), Err(MapError::NotFound));
     assert_eq!(as_u64(&m.lookup(&k32(1)).unwrap()), 1);
+}
+
+fn lru_with_five(dir: &TempDir, name: &str) -> (MapDef, PathBuf) {
+    let lru = def(MapType::LruHash, 4, 8, 8);
+    let path = dir.path(name);
+    let m = open(&lru, &path);
+    for i in 0..5 {
+        m.update(&k32(i), &v64(i as u64), BPF_ANY).unwrap();
+    }
+    (lru, path)
+}
+
+#[test]
+fn a_lock_left_by_a_dead_process_is_taken_over_and_the_map_repaired() {
+    let dir = TempDir::new("dead-lock");
+    let (lru, path) = lru_with_five(&dir, "map");
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    forge_dead_writer(&path, dead_pid as u64, 7);
+    check_repaired(&lru, &path);
+}
+
+#[test]
+fn a_lock_naming_a_recycled_pid_is_taken_over() {
+    let dir = TempDir::new("recycled-pid");
+    let (lru, path) = lru_with_five(&dir, "map");
+    // Our own pid is alive, but with another start time it names an
+    // earlier process that had the same pid.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+    let start: u64 = after_name
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let other_start = (start as u32 ^ 0x5555) as u64;
+    forge_dead_writer(&path, other_start << 32 | std::process::id() as u64, 7);
+    check_repaired(&lru, &path);
 }

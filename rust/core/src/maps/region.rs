@@ -13,8 +13,10 @@
 //!
 //! Maps with linked structures serialise writers with [`Region::lock`], a
 //! spin lock whose word lives in the header (so it works across processes)
-//! and holds the owner's pid, so that a lock left behind by a killed process
-//! can be taken over.
+//! and names the owner process (pid and start time, so a recycled pid is not
+//! mistaken for the owner), so that a lock left behind by a killed process
+//! can be taken over. Processes sharing a pinned map must share a pid
+//! namespace.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -51,8 +53,8 @@ pub(crate) struct Header {
     /// so that readers can walk hash chains without taking the lock.
     pub(crate) seq: AtomicU32,
     layout_len: AtomicU64,
-    /// Pid of the process holding the writer lock, 0 when free.
-    pub(crate) lock: AtomicU32,
+    /// The process holding the writer lock ([`Owner`]), 0 when free.
+    pub(crate) lock: AtomicU64,
     /// Entries currently stored (hash maps).
     pub(crate) count: AtomicU32,
     /// Element slots below this index have been handed out at least once.
@@ -440,7 +442,7 @@ impl Region {
     #[inline]
     pub(crate) fn lock(&self) -> LockGuard<'_> {
         let word = &self.header().lock;
-        let me = current_pid();
+        let me = Owner::current().0;
         if word
             .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
@@ -456,7 +458,7 @@ impl Region {
 
 /// Holds the region's writer lock until dropped.
 pub(crate) struct LockGuard<'a> {
-    word: &'a AtomicU32,
+    word: &'a AtomicU64,
     pub(crate) took_over: bool,
 }
 
@@ -471,7 +473,7 @@ impl Drop for LockGuard<'_> {
 const LIVENESS_AFTER: Duration = Duration::from_millis(2);
 
 #[cold]
-fn lock_slow(word: &AtomicU32, me: u32) -> LockGuard<'_> {
+fn lock_slow(word: &AtomicU64, me: u64) -> LockGuard<'_> {
     let started = Instant::now();
     let mut next_check = LIVENESS_AFTER;
     let mut spins = 0u32;
@@ -498,7 +500,7 @@ fn lock_slow(word: &AtomicU32, me: u32) -> LockGuard<'_> {
         if started.elapsed() >= next_check {
             next_check += LIVENESS_AFTER;
             if holder != me
-                && !process_alive(holder)
+                && !Owner(holder).alive()
                 && word
                     .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
@@ -512,37 +514,77 @@ fn lock_slow(word: &AtomicU32, me: u32) -> LockGuard<'_> {
     }
 }
 
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+/// A lock owner: pid in the low 32 bits, the low 32 bits of the process's
+/// start time (clock ticks after boot) in the high ones, 0 if unknown.
+#[derive(Clone, Copy)]
+struct Owner(u64);
+
+static CURRENT_OWNER: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn forget_owner_in_child() {
+    CURRENT_OWNER.store(0, Ordering::Relaxed);
 }
 
-static PID: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn forget_pid_in_child() {
-    PID.store(0, Ordering::Relaxed);
-}
-
-/// Our pid, cached (getpid is a system call) and forgotten across fork.
-#[inline]
-fn current_pid() -> u32 {
-    match PID.load(Ordering::Relaxed) {
-        0 => {
-            static AT_FORK: Once = Once::new();
-            AT_FORK.call_once(|| {
-                // SAFETY: registers a plain function that stores an atomic.
-                unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
-            });
-            let pid = std::process::id();
-            PID.store(pid, Ordering::Relaxed);
-            pid
+impl Owner {
+    /// This process, cached (getpid is a system call) and forgotten in a
+    /// forked child.
+    #[inline]
+    fn current() -> Owner {
+        match CURRENT_OWNER.load(Ordering::Relaxed) {
+            0 => Self::identify_current(),
+            owner => Owner(owner),
         }
-        pid => pid,
     }
+
+    #[cold]
+    fn identify_current() -> Owner {
+        static AT_FORK: Once = Once::new();
+        AT_FORK.call_once(|| {
+            // SAFETY: registers a plain function that stores an atomic.
+            unsafe { libc::pthread_atfork(None, None, Some(forget_owner_in_child)) };
+        });
+        let pid = std::process::id();
+        let start = start_time(pid).unwrap_or(0);
+        let owner = Owner((start as u64) << 32 | pid as u64);
+        CURRENT_OWNER.store(owner.0, Ordering::Relaxed);
+        owner
+    }
+
+    fn pid(self) -> u32 {
+        self.0 as u32
+    }
+
+    fn start(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    /// Whether the owner still runs. When in doubt (no permission to look),
+    /// it is taken to be alive: waiting is safe, stealing a live lock is not.
+    fn alive(self) -> bool {
+        let Ok(pid) = libc::pid_t::try_from(self.pid()) else {
+            return false;
+        };
+        // SAFETY: signal 0 only checks that the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        if r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            return false;
+        }
+        // The pid exists; it is the owner unless it was recycled.
+        match (self.start(), start_time(self.pid())) {
+            (0, _) | (_, None) => true,
+            (recorded, Some(now)) => recorded == now,
+        }
+    }
+}
+
+/// Low 32 bits of a process's start time (field 22 of `/proc/<pid>/stat`).
+fn start_time(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count
+    // fields from the last ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after_name.split_whitespace().nth(19)?.parse().ok()?;
+    Some(ticks as u32)
 }
 
 /// Gives the file its blocks now, so that running out of disk is an error
