@@ -263,6 +263,11 @@ class KeyValueMap(Map, MutableMapping[Any, Any]):
         self._kdec = key_codec.decode
         self._venc = self._value_encoder()
         self._vdec = self._value_decoder()
+        # Fast paths: C-level packers tried first (a failure retries with the
+        # checked encoder, which raises the helpful error), and struct unpack
+        # for scalar values.
+        self._kpack = key_codec.fast_encode
+        self._vpack, self._vunpack = self._value_fast_paths()
         self._lookup = core.lookup
         self._update = core.update
         self._delete = core.delete
@@ -275,6 +280,11 @@ class KeyValueMap(Map, MutableMapping[Any, Any]):
     def _value_decoder(self) -> Any:
         assert self.value_codec is not None
         return self.value_codec.decode
+
+    def _value_fast_paths(self) -> tuple[Any, Any]:
+        """(fast encoder, scalar unpack or None) for values as they look."""
+        assert self.value_codec is not None
+        return self.value_codec.fast_encode, self.value_codec.scalar_unpack
 
     def _encode_values(self, values: Sequence[Any]) -> bytes:
         assert self.value_codec is not None
@@ -295,13 +305,26 @@ class KeyValueMap(Map, MutableMapping[Any, Any]):
     # --- single elements ------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
-        v = self._lookup(self._kenc(key))
+        try:
+            k = self._kpack(key)
+        except Exception:
+            k = self._kenc(key)
+        v = self._lookup(k)
         if v is None:
             raise KeyError(key)
+        unpack = self._vunpack
+        if unpack is not None:
+            return unpack(v)[0]
         return self._vdec(v)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._update(self._kenc(key), self._venc(value), 0)
+        try:
+            k = self._kpack(key)
+            v = self._vpack(value)
+        except Exception:
+            k = self._kenc(key)
+            v = self._venc(value)
+        self._update(k, v, 0)
 
     def __delitem__(self, key: Any) -> None:
         if not self._delete(self._kenc(key)):
@@ -309,14 +332,26 @@ class KeyValueMap(Map, MutableMapping[Any, Any]):
 
     def __contains__(self, key: object) -> bool:
         try:
-            k = self._kenc(key)
-        except (MapError, TypeError):
-            return False  # a key of the wrong type or size is not in the map
+            k = self._kpack(key)
+        except Exception:
+            try:
+                k = self._kenc(key)
+            except (MapError, TypeError):
+                return False  # a key of the wrong type or size is not in the map
         return self._lookup(k) is not None
 
     def get(self, key: Any, default: Any = None) -> Any:
-        v = self._lookup(self._kenc(key))
-        return default if v is None else self._vdec(v)
+        try:
+            k = self._kpack(key)
+        except Exception:
+            k = self._kenc(key)
+        v = self._lookup(k)
+        if v is None:
+            return default
+        unpack = self._vunpack
+        if unpack is not None:
+            return unpack(v)[0]
+        return self._vdec(v)
 
     def pop(self, key: Any, default: Any = _missing) -> Any:
         """Removes ``key`` and returns its value (``default``, or KeyError,

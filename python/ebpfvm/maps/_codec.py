@@ -66,6 +66,18 @@ class Codec:
         self.map_name = "?"
         self.role = "value"
 
+    @property
+    def fast_encode(self) -> Callable[[Any], bytes]:
+        """A quicker encoder (typically C code) that may raise any exception
+        for a bad value; callers retry with :meth:`encode` for the message."""
+        return self.encode
+
+    @property
+    def scalar_unpack(self) -> Callable[[bytes], tuple[Any, ...]] | None:
+        """For one-field struct-backed types: ``struct.Struct.unpack``, whose
+        first item is the value (saves a Python call per decode)."""
+        return None
+
     def bind(self, map_name: str, role: str) -> Codec:
         """Names the map and the role ("key" or "value") for error messages."""
         self.map_name = map_name
@@ -189,6 +201,14 @@ class IntCodec(Codec):
             return int.from_bytes(data, "little", signed=self.signed)
         return self._unpack(data)[0]  # type: ignore[no-any-return]
 
+    @property
+    def fast_encode(self) -> Callable[[Any], bytes]:
+        return self.encode if self._code is None else self._pack
+
+    @property
+    def scalar_unpack(self) -> Callable[[bytes], tuple[Any, ...]] | None:
+        return None if self._code is None else self._unpack
+
     def encode_many(self, objs: Sequence[Any]) -> bytes:
         if self._code is None:
             return super().encode_many(objs)
@@ -243,6 +263,14 @@ class FloatCodec(Codec):
 
     def decode(self, data: bytes) -> float:
         return self._unpack(data)[0]  # type: ignore[no-any-return]
+
+    @property
+    def fast_encode(self) -> Callable[[Any], bytes]:
+        return self._pack
+
+    @property
+    def scalar_unpack(self) -> Callable[[bytes], tuple[Any, ...]] | None:
+        return self._unpack
 
     def numpy_dtype(self) -> Any:
         import numpy as np

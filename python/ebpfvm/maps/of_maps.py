@@ -43,6 +43,9 @@ class _MapOfMaps(KeyValueMap):
 
         return encode
 
+    def _value_fast_paths(self) -> tuple[Any, Any]:
+        return self._venc, None
+
     def _value_decoder(self) -> Any:
         def decode(data: bytes) -> Map | None:
             return Map.by_id(_ID.unpack(data)[0])

@@ -44,6 +44,9 @@ class _PerCpu(KeyValueMap):
         encode_percpu.__qualname__ = f"encode_percpu[{name}]"
         return encode_percpu
 
+    def _value_fast_paths(self) -> tuple[Any, Any]:
+        return self._venc, None
+
     def _value_decoder(self) -> Any:
         assert self.value_codec is not None
         decode_many = self.value_codec.decode_many
