@@ -237,6 +237,7 @@ def test_bad_definitions_raise_map_errors() -> None:
 def test_views_of_the_same_core_map_share_contents() -> None:
     m = maps.HashMap("u32", "u32", 8)
     other = maps.view(m.core, "u32", "u32")
+    assert isinstance(other, maps.HashMap)
     m[1] = 5
     assert other[1] == 5
     assert maps.Map.by_id(m.id) is m

@@ -34,6 +34,7 @@ def test_percpu_slots_are_padded_to_8_bytes() -> None:
     assert pc.core.user_value_size == 8 * n
     pc[1] = list(range(n))
     raw = pc.core.lookup((1).to_bytes(4, "little"))
+    assert raw is not None
     assert [int.from_bytes(raw[i * 8 : i * 8 + 4], "little") for i in range(n)] == list(range(n))
     assert pc.lookup_batch([0, 1, 5]) == [[0] * n, list(range(n)), None]
 

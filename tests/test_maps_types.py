@@ -203,6 +203,7 @@ def test_btf_nested_types_bitfields_and_anonymous_unions() -> None:
     assert v.as_int == 0x12345678 and v.low == 0x5678
     assert (v.a, v.b, v.ok) == (5, -3, 1)
     raw = m.core.lookup((0).to_bytes(4, "little"))
+    assert raw is not None
     assert raw[36] == (5 | ((-3 & 0x1F) << 3))
     v.pid = 9
     m[1] = v  # what was read can be written back
