@@ -127,3 +127,23 @@ def test_unpinnable_types_and_bad_paths(tmp_path: Path) -> None:
     with pytest.raises(ebpfvm.MapError) as e:
         maps.QueueMap("u32", 8, pin=tmp_path / "q.map")
     assert e.value.errno in (errno.EOPNOTSUPP, errno.EINVAL)
+
+
+def test_open_a_pin_by_path_alone(tmp_path: Path) -> None:
+    path = tmp_path / "counts.map"
+    m = maps.HashMap("u32", "u64", 64, name="counts", pin=path, flags=0)
+    m[3] = 30
+    again = maps.Map.pinned(path, key_type="u32", value_type="u64")
+    assert isinstance(again, maps.HashMap)
+    assert (again.key_size, again.value_size, again.max_entries) == (4, 8, 64)
+    assert again[3] == 30 and again.name == "counts"
+    raw = maps.HashMap.pinned(path)
+    assert raw[(3).to_bytes(4, "little")] == (30).to_bytes(8, "little")
+    with pytest.raises(ebpfvm.MapError, match="holds a 'hash' map, not 'array'"):
+        maps.ArrayMap.pinned(path)
+    with pytest.raises(ebpfvm.MapError, match="cannot open pinned map") as e:
+        maps.Map.pinned(tmp_path / "missing.map")
+    assert e.value.errno == errno.ENOENT
+    (tmp_path / "junk.map").write_bytes(b"not a map at all, really not" * 4)
+    with pytest.raises(ebpfvm.MapError, match="is not a pinned ebpfvm map"):
+        maps.Map.pinned(tmp_path / "junk.map")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -159,18 +160,32 @@ class Map:
 
     @classmethod
     def pinned(cls, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Map:
-        """Opens the map pinned at ``path``, creating it there when the file
-        does not exist yet; the definition must match the pinned map's.
+        """Opens the map pinned at ``path``.
 
-        On a view class, the arguments are the class's own:
-        ``HashMap.pinned(path, "u32", "u64", 1024)``. On :class:`Map`, they
-        are :func:`ebpfvm.maps.create`'s:
-        ``Map.pinned(path, "hash", 4, 8, 1024, key_type="u32")``.
+        With only ``path`` (and optionally ``key_type``/``value_type``/
+        ``name`` keywords), the definition is read from the pinned file and
+        the file must exist. Otherwise the file is created when it does not
+        exist yet, and its definition must match: on a view class the
+        arguments are the class's own (``HashMap.pinned(path, "u32", "u64",
+        1024)``), on :class:`Map` those of :func:`ebpfvm.maps.create`
+        (``Map.pinned(path, "hash", 4, 8, 1024, key_type="u32")``).
         """
-        if cls.MAP_TYPES:
-            return cls(*args, pin=path, **kwargs)
         from ebpfvm.maps import create
 
+        if not args and set(kwargs) <= {"key_type", "value_type", "name"}:
+            map_type, key_size, value_size, max_entries, flags = _pinned_definition(path)
+            kwargs.setdefault("name", os.path.basename(os.fspath(path)).split(".")[0][:15])
+            view = create(
+                map_type, key_size, value_size, max_entries, flags=flags, pin=path, **kwargs
+            )
+            if cls.MAP_TYPES and not isinstance(view, cls):
+                raise map_error(
+                    view.name,
+                    f"{os.fspath(path)} holds a '{view.map_type}' map, not '{cls.MAP_TYPES[0]}'",
+                )
+            return view
+        if cls.MAP_TYPES:
+            return cls(*args, pin=path, **kwargs)
         return create(*args, pin=path, **kwargs)
 
     # --- the definition --------------------------------------------------
@@ -241,6 +256,34 @@ class Map:
             f"<ebpfvm.maps.{type(self).__name__} '{self.name}'{types} "
             f"{len(self)}/{self.max_entries} entries>"
         )
+
+
+# The start of a pinned map's file, as ebpfvm-core's maps/region.rs lays it
+# out: magic, layout version, then the definition (all little-endian).
+_PIN_MAGIC = b"EBPFVMAP"
+_PIN_LAYOUT_VERSION = 1
+_PIN_HEADER = struct.Struct("<8sIIIIII")
+
+
+def _pinned_definition(path: str | os.PathLike[str]) -> tuple[int, int, int, int, int]:
+    """(map type number, key size, value size, max_entries, flags) of the map
+    pinned at ``path``."""
+    shown = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_PIN_HEADER.size)
+    except OSError as e:
+        raise map_error(
+            "", f"cannot open pinned map {shown}: {e.strerror}", e.errno or errno.EIO
+        ) from None
+    if len(head) < _PIN_HEADER.size or head[:8] != _PIN_MAGIC:
+        raise map_error("", f"{shown} is not a pinned ebpfvm map")
+    _, version, map_type, key_size, value_size, max_entries, flags = _PIN_HEADER.unpack(head)
+    if version != _PIN_LAYOUT_VERSION:
+        raise map_error(
+            "", f"{shown} is a pinned map of layout {version}, this ebpfvm reads layout 1"
+        )
+    return map_type, key_size, value_size, max_entries, flags
 
 
 def _codec_for(spec: Any, size: int | None, role: str, name: str) -> Codec:
