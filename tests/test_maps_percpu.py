@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import ebpfvm
 import pytest
 from ebpfvm import maps
@@ -64,3 +66,42 @@ def test_num_cpus_setting() -> None:
     with pytest.raises(ValueError, match="between 1 and 4096"):
         maps.set_num_cpus(0)
     assert maps.num_cpus() == before
+
+
+# Increments the u64 at index 0 of per-CPU array map 0 (this CPU's slot).
+INCREMENT = """
+stw [%r10-4], 0
+lddw %r1, map_idx 0
+mov %r2, %r10
+add %r2, -4
+call 1
+jeq %r0, 0, +3
+ldxdw %r1, [%r0]
+add %r1, 1
+stxdw [%r0], %r1
+mov %r0, 0
+exit
+"""
+
+
+def test_programs_on_threads_count_per_cpu_and_sum_adds_up() -> None:
+    pc = maps.PerCpuArrayMap("u32", "u64", 1, name="runs")
+    exe = ebpfvm.Program.from_asm(INCREMENT, maps=[pc]).load(engine="interpreter")
+    packet = bytes(8)
+    runs_per_thread = 500
+
+    def work() -> None:
+        for _ in range(runs_per_thread):
+            exe.run(packet)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert pc.sum(0) == 4 * runs_per_thread
+    per_cpu = pc[0]
+    assert len(per_cpu) == pc.num_cpus
+    # each thread keeps one virtual CPU, so every slot holds whole threads' runs
+    assert all(v % runs_per_thread == 0 for v in per_cpu)
+    assert pc.max(0) >= runs_per_thread
