@@ -104,6 +104,11 @@ impl Verifier<'_> {
         let dst = *st.reg(d);
         if dst.is_pointer() || src.is_pointer() {
             let r = self.pointer_alu(pc, insn, &dst, &src, is64)?;
+            if x && dst.is_pointer() != src.is_pointer() {
+                // The offset's bounds now matter.
+                let scalar_reg = if dst.is_pointer() { insn.src } else { d };
+                self.mark_precise(st.frameno(), 1 << scalar_reg);
+            }
             *st.reg_mut(d) = r;
             return Ok(());
         }
@@ -188,7 +193,28 @@ impl Verifier<'_> {
     ) -> VResult<Reg> {
         let op = insn.opc & 0xf0;
         let d = insn.dst;
+        let pkt_family = |t: RegType| {
+            matches!(
+                t,
+                RegType::Packet | RegType::PacketMeta | RegType::PacketEnd
+            )
+        };
+        let same_space = dst.is_pointer()
+            && src.is_pointer()
+            && !dst.maybe_null
+            && !src.maybe_null
+            && ((pkt_family(dst.ty) && pkt_family(src.ty))
+                || (dst.ty == src.ty
+                    && matches!(dst.ty, RegType::Stack | RegType::MapValue | RegType::Mem)
+                    && dst.frame == src.frame
+                    && dst.map == src.map));
         if !is64 {
+            if op == ALU_SUB && same_space {
+                // A 32-bit distance between two pointers into one object.
+                let mut v = Scalar::unknown();
+                v.zext32();
+                return Ok(Reg::scalar(v));
+            }
             return self.err(pc, format!("R{d} 32-bit pointer arithmetic prohibited"));
         }
         if dst.is_pointer() && src.is_pointer() {
@@ -198,18 +224,7 @@ impl Verifier<'_> {
                     format!("R{d} pointer {} pointer prohibited", op_sym(op)),
                 );
             }
-            let pkt_family = |t: RegType| {
-                matches!(
-                    t,
-                    RegType::Packet | RegType::PacketMeta | RegType::PacketEnd
-                )
-            };
-            let same_space = (pkt_family(dst.ty) && pkt_family(src.ty))
-                || (dst.ty == src.ty
-                    && matches!(dst.ty, RegType::Stack | RegType::MapValue | RegType::Mem)
-                    && dst.frame == src.frame
-                    && dst.map == src.map);
-            if !same_space || dst.maybe_null || src.maybe_null {
+            if !same_space {
                 return self.err(
                     pc,
                     format!(

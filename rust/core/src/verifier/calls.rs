@@ -128,6 +128,9 @@ impl Verifier<'_> {
             return Ok(Flow::End);
         }
         let frameno = st.frameno();
+        if st.cur().callback.is_some() {
+            self.mark_precise(frameno, 1);
+        }
         let callee = st.frames.pop().expect("more than one frame");
         if r0.ty == RegType::Stack && r0.frame as usize >= frameno {
             return self.err(pc, "cannot return stack pointer to the caller frame");
@@ -496,6 +499,7 @@ impl Verifier<'_> {
             ArgKind::PtrToMemOrNull | ArgKind::PtrToCtxOrNull | ArgKind::PtrToStackOrNull
         );
         if null_ok && reg.is_null_const() {
+            self.mark_precise(st.frameno(), 1 << regno);
             return Ok(());
         }
         let plain_ptr = |r: &Reg| r.off == 0 && r.v.is_zero();
@@ -556,6 +560,7 @@ impl Verifier<'_> {
                 if !reg.is_scalar() {
                     return self.arg_type_err(pc, regno, &reg, "scalar");
                 }
+                self.mark_precise(st.frameno(), 1 << regno);
                 let v = reg.v;
                 if v.smin < 0 {
                     return self.err(
@@ -595,7 +600,10 @@ impl Verifier<'_> {
                 }
                 Ok(())
             }
-            ArgKind::ConstAllocSizeOrZero => match reg.v.const_value() {
+            ArgKind::ConstAllocSizeOrZero => match {
+                self.mark_precise(st.frameno(), 1 << regno);
+                reg.v.const_value()
+            } {
                 Some(c) if reg.is_scalar() && c < super::alu::MAX_VAR_OFF as u64 => {
                     meta.alloc_size = Some(c);
                     Ok(())

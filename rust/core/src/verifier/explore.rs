@@ -36,13 +36,31 @@ pub(super) enum Flow {
     End,
 }
 
-struct Checkpoint {
+/// One executed instruction of a path, for precision backtracking.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Hist {
+    pub pc: u32,
+    /// 1 + (frame << 8 | slot) of a fixed-offset stack access, else 0.
+    pub stack: u32,
+}
+
+impl Hist {
+    pub fn stack_slot(&self) -> Option<(u8, u8)> {
+        (self.stack != 0).then(|| (((self.stack - 1) >> 8) as u8, (self.stack - 1) as u8))
+    }
+}
+
+pub(super) struct Checkpoint {
     /// `None` once evicted.
-    state: Option<State>,
+    pub state: Option<State>,
+    /// The instructions from the parent checkpoint to this one.
+    pub hist: Vec<Hist>,
+    /// Every scalar already marked precise here and above.
+    pub all_precise: bool,
     /// Paths still being explored below this state; 0 = fully explored,
     /// so it may prune others.
     branches: u32,
-    parent: Option<u32>,
+    pub parent: Option<u32>,
     hits: u32,
     misses: u32,
 }
@@ -51,6 +69,7 @@ struct Pending {
     state: State,
     pc: usize,
     parent: Option<u32>,
+    hist: Vec<Hist>,
     from: usize,
 }
 
@@ -72,7 +91,12 @@ pub(super) struct Verifier<'a> {
     /// covers is a fixpoint, not an infinite loop.
     pub iter_point: Vec<bool>,
     explored: Vec<Vec<u32>>,
-    ckpts: Vec<Checkpoint>,
+    pub ckpts: Vec<Checkpoint>,
+    /// The current path: its latest checkpoint and the instructions since.
+    pub cur_parent: Option<u32>,
+    pub cur_hist: Vec<Hist>,
+    /// Set by a fixed-offset stack access of the instruction being checked.
+    pub last_stack: u32,
     pending: Vec<Pending>,
     ids: IdMap,
     pub stats: VerifyStats,
@@ -125,6 +149,7 @@ impl<'a> Verifier<'a> {
         let live = self.live_masks(st, pc);
         let mut looping = false;
         let mut widen_from = None;
+        let mut prune_by = None;
         let list = std::mem::take(&mut self.explored[pc]);
         let mut result = None;
         for &ci in &list {
@@ -132,13 +157,13 @@ impl<'a> Verifier<'a> {
             let Some(old) = &ck.state else { continue };
             if ck.branches > 0 {
                 if self.iter_point[pc] {
-                    if states_equal(old, st, &live, &mut self.ids) {
+                    if states_equal(old, st, &live, &mut self.ids, false) {
                         result = Some(Visit::Prune);
                         break;
                     }
                     widen_from = Some(ci);
-                } else if states_equal(old, st, &live, &mut self.ids)
-                    && states_equal(st, old, &live, &mut self.ids)
+                } else if states_equal(old, st, &live, &mut self.ids, true)
+                    && states_equal(st, old, &live, &mut self.ids, true)
                 {
                     self.explored[pc] = list;
                     return Err(VErr {
@@ -149,9 +174,10 @@ impl<'a> Verifier<'a> {
                 looping = true;
                 continue;
             }
-            if states_equal(old, st, &live, &mut self.ids) {
+            if states_equal(old, st, &live, &mut self.ids, false) {
                 self.ckpts[ci as usize].hits += 1;
                 result = Some(Visit::Prune);
+                prune_by = Some(ci);
                 break;
             }
             self.ckpts[ci as usize].misses += 1;
@@ -170,6 +196,16 @@ impl<'a> Verifier<'a> {
         });
         if let Some(v) = result {
             self.explored[pc] = list;
+            if let Some(ci) = prune_by {
+                // The pruned path relied on the old state's precise values.
+                if let Some(old) = self.ckpts[ci as usize].state.clone() {
+                    self.propagate_precision(&old);
+                }
+            } else {
+                // Pruned against an ancestor (a repeated callback): be
+                // conservative about what that relied on.
+                self.mark_all_from(self.cur_parent);
+            }
             return Ok(v);
         }
         if let Some(ci) = widen_from {
@@ -192,8 +228,13 @@ impl<'a> Verifier<'a> {
         self.last_ckpt_jumps = self.jumps_processed;
         self.last_ckpt_insns = self.stats.insns_processed;
         let id = self.ckpts.len() as u32;
+        let mut stored = st.clone();
+        // Precision is about the future: it is found again by backtracking.
+        stored.for_each_reg_mut(|r| r.precise = false);
         self.ckpts.push(Checkpoint {
-            state: Some(st.clone()),
+            state: Some(stored),
+            hist: std::mem::take(&mut self.cur_hist),
+            all_precise: false,
             branches: 1,
             parent,
             hits: 0,
@@ -219,7 +260,7 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    fn run_path(&mut self, mut st: State, mut pc: usize, mut parent: Option<u32>) -> VResult<()> {
+    fn run_path(&mut self, mut st: State, mut pc: usize) -> VResult<()> {
         loop {
             self.stats.insns_processed += 1;
             if self.stats.insns_processed > self.opts.max_processed_insns {
@@ -238,15 +279,15 @@ impl<'a> Verifier<'a> {
                 });
             }
             if self.prune_point[pc] {
-                match self.is_state_visited(&mut st, pc, parent)? {
+                match self.is_state_visited(&mut st, pc, self.cur_parent)? {
                     Visit::Prune => {
                         if self.log.level >= 2 {
                             self.log.line(format!("{pc}: safe"));
                         }
-                        self.finish_path(parent);
+                        self.finish_path(self.cur_parent);
                         return Ok(());
                     }
-                    Visit::Continue(p) => parent = p,
+                    Visit::Continue(p) => self.cur_parent = p,
                 }
             }
             if self.log.level >= 1 {
@@ -259,6 +300,7 @@ impl<'a> Verifier<'a> {
             } else {
                 String::new()
             };
+            self.last_stack = 0;
             let flow = self.step(&mut st, pc);
             if self.log.level >= 1 {
                 let state = if self.log.level >= 2 {
@@ -268,7 +310,12 @@ impl<'a> Verifier<'a> {
                 };
                 self.log.line(format!("{pc}: {insn_text}{state}"));
             }
-            match flow? {
+            let flow = flow?;
+            self.cur_hist.push(Hist {
+                pc: pc as u32,
+                stack: self.last_stack,
+            });
+            match flow {
                 Flow::Next(n) => pc = n,
                 Flow::Fork {
                     other,
@@ -276,19 +323,20 @@ impl<'a> Verifier<'a> {
                     next,
                 } => {
                     self.jumps_processed += 1;
-                    if let Some(p) = parent {
+                    if let Some(p) = self.cur_parent {
                         self.ckpts[p as usize].branches += 1;
                     }
                     self.pending.push(Pending {
                         state: *other,
                         pc: other_pc,
-                        parent,
+                        parent: self.cur_parent,
+                        hist: self.cur_hist.clone(),
                         from: pc,
                     });
                     pc = next;
                 }
                 Flow::End => {
-                    self.finish_path(parent);
+                    self.finish_path(self.cur_parent);
                     return Ok(());
                 }
             }
@@ -456,6 +504,7 @@ impl<'a> Verifier<'a> {
             state: init,
             pc: 0,
             parent: None,
+            hist: Vec::new(),
             from: usize::MAX,
         });
         while let Some(p) = self.pending.pop() {
@@ -469,7 +518,9 @@ impl<'a> Verifier<'a> {
                     log::state_text(&p.state, self.opts.maps)
                 ));
             }
-            self.run_path(p.state, p.pc, p.parent)?;
+            self.cur_parent = p.parent;
+            self.cur_hist = p.hist;
+            self.run_path(p.state, p.pc)?;
             if self.log.level == 1 {
                 // Level 1 keeps only the path that fails.
                 self.log.reset_to(mark);
@@ -589,6 +640,9 @@ pub(super) fn run(program: &Program, opts: &VerifyOptions) -> Result<Verified, V
         iter_point,
         explored: vec![Vec::new(); n],
         ckpts: Vec::new(),
+        cur_parent: None,
+        cur_hist: Vec::new(),
+        last_stack: 0,
         pending: Vec::new(),
         ids: IdMap::default(),
         stats: VerifyStats::default(),
@@ -638,5 +692,5 @@ pub(super) fn run(program: &Program, opts: &VerifyOptions) -> Result<Verified, V
 /// Registers equal in the sense pruning uses (for tests of subsumption).
 #[allow(dead_code)]
 pub(super) fn reg_subsumes(old: &Reg, cur: &Reg) -> bool {
-    regsafe(old, cur, &mut IdMap::default())
+    regsafe(old, cur, &mut IdMap::default(), false)
 }

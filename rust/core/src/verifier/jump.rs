@@ -346,6 +346,18 @@ impl Verifier<'_> {
         } else {
             self.refine_pointers(&mut taken, st, &dst, &src, cmp, w)
         };
+        if !(taken_ok && fall_ok) && dst.is_scalar() && src.is_scalar() {
+            // The bounds decided the branch: they must be kept exact.
+            let mut regs = 1u16 << d;
+            if x {
+                regs |= 1 << insn.src;
+            }
+            self.mark_precise(st.frameno(), regs);
+        } else if x && (dst.is_scalar() != src.is_scalar()) {
+            // A pointer compared with a scalar: a null check if the scalar is 0.
+            let scalar_reg = if dst.is_scalar() { d } else { insn.src };
+            self.mark_precise(st.frameno(), 1 << scalar_reg);
+        }
         match (taken_ok, fall_ok) {
             (true, true) => Ok(Flow::Fork {
                 other: Box::new(taken),

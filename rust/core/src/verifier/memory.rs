@@ -196,15 +196,17 @@ impl Verifier<'_> {
             );
         }
         if let Access::Write(Some(v)) = access {
-            if v.is_pointer()
-                && !matches!(ptr.ty, RegType::Stack | RegType::MapValue | RegType::Mem)
-            {
+            // Addresses may only be kept on the stack: anywhere else the
+            // program's user (or the next run) could read them back.
+            if v.is_pointer() && ptr.ty != RegType::Stack {
                 let what = match ptr.ty {
                     RegType::Ctx => "ctx",
                     RegType::Packet | RegType::PacketMeta => "packet",
+                    RegType::MapValue => "map",
                     _ => "mem",
                 };
-                return self.err(pc, format!("R{regno} leaks addr into {what}"));
+                let src = self.insns.get(pc).map_or(0, |i| i.src);
+                return self.err(pc, format!("R{src} leaks addr into {what}"));
             }
         }
         self.note_access(pc, class_of(ptr.ty));
@@ -236,7 +238,7 @@ impl Verifier<'_> {
                 Ok(Some(Reg::scalar(unknown_of(size))))
             }
             RegType::MapValue => {
-                let def = self.opts.maps.get(ptr.map as usize);
+                let def = self.map_def(ptr.map);
                 let value_size = def.map_or(0, |d| d.value_size) as i64;
                 self.region_access(pc, regno, &ptr, off, size as i64, value_size, "map value")?;
                 let rdonly = ptr.rdonly || def.is_some_and(|d| d.flags & BPF_F_RDONLY_PROG != 0);
@@ -447,6 +449,7 @@ impl Verifier<'_> {
                     format!("misaligned stack access off {off}+0+0 size {size}"),
                 );
             }
+            self.last_stack = 1 + ((frameno as u32) << 8 | Frame::locate(off).0 as u32);
             let frame = &mut st.frames[frameno];
             return match access {
                 Access::Write(v) => {
@@ -549,6 +552,7 @@ impl Verifier<'_> {
     ) -> VResult<()> {
         let ptr = *st.reg(regno);
         if ptr.is_null_const() && (allow_null || max_size == 0) {
+            self.mark_precise(st.frameno(), 1 << regno);
             return Ok(());
         }
         if max_size == 0 && ptr.is_pointer() && !ptr.maybe_null {
@@ -600,7 +604,10 @@ impl Verifier<'_> {
                 let frame = &mut st.frames[frameno];
                 if need_init {
                     for o in lo..hi {
-                        if frame.byte(o) == StackByte::Invalid {
+                        let (slot, _) = Frame::locate(o);
+                        let leaks = frame.byte(o) == StackByte::Spill
+                            && frame.slot(slot).spilled.is_pointer();
+                        if frame.byte(o) == StackByte::Invalid || leaks {
                             let base = ptr.off as i64 + v.smin;
                             return self.err(
                                 pc,
@@ -619,7 +626,7 @@ impl Verifier<'_> {
                 Ok(())
             }
             RegType::MapValue => {
-                let def = self.opts.maps.get(ptr.map as usize);
+                let def = self.map_def(ptr.map);
                 let value_size = def.map_or(0, |d| d.value_size) as i64;
                 self.region_access(
                     pc,

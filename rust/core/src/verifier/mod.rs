@@ -16,6 +16,7 @@ mod jump;
 mod liveness;
 mod log;
 mod memory;
+mod precision;
 pub mod scalar;
 pub mod state;
 pub mod tnum;

@@ -62,6 +62,9 @@ pub struct Reg {
     pub range: u32,
     /// Mem: size of the region.
     pub mem_size: u32,
+    /// In a stored state: some later check depends on this scalar's value,
+    /// so pruning must compare it (the kernel's precision marks).
+    pub precise: bool,
     pub v: Scalar,
 }
 
@@ -77,6 +80,7 @@ impl Reg {
         off: 0,
         range: 0,
         mem_size: 0,
+        precise: false,
         v: Scalar::unknown(),
     };
 
@@ -324,8 +328,9 @@ impl IdMap {
 }
 
 /// Whether every concrete value the current register may hold is covered
-/// by the old one (whose exploration found no error).
-pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap) -> bool {
+/// by the old one (whose exploration found no error). Unless `exact`, an
+/// old scalar no check depended on (not precise) covers any scalar.
+pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap, exact: bool) -> bool {
     if old.ty == RegType::NotInit {
         return true;
     }
@@ -335,6 +340,9 @@ pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap) -> bool {
     match old.ty {
         RegType::NotInit => true,
         RegType::Scalar => {
+            if !exact && !old.precise {
+                return true;
+            }
             // Scalar ids link copies for bounds propagation; an old id
             // that is mapped consistently is enough.
             old.v.contains(&cur.v) && (old.id == 0 || ids.check(old.id, cur.id))
@@ -354,7 +362,7 @@ pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap) -> bool {
     }
 }
 
-fn stacksafe(old: &Frame, cur: &Frame, ids: &mut IdMap) -> bool {
+fn stacksafe(old: &Frame, cur: &Frame, ids: &mut IdMap, exact: bool) -> bool {
     for (i, os) in old.stack.iter().enumerate() {
         let cs = cur.slot(i);
         let mut need_spill = false;
@@ -379,7 +387,7 @@ fn stacksafe(old: &Frame, cur: &Frame, ids: &mut IdMap) -> bool {
                 return false;
             }
         }
-        if need_spill && (os.bytes != cs.bytes || !regsafe(&os.spilled, &cs.spilled, ids)) {
+        if need_spill && (os.bytes != cs.bytes || !regsafe(&os.spilled, &cs.spilled, ids, exact)) {
             return false;
         }
     }
@@ -389,7 +397,7 @@ fn stacksafe(old: &Frame, cur: &Frame, ids: &mut IdMap) -> bool {
 /// The kernel's `states_equal`: whether `cur` is subsumed by `old`.
 /// `live` gives, per frame (outermost first), the registers that may be
 /// read later; dead ones are not compared.
-pub fn states_equal(old: &State, cur: &State, live: &[u16], ids: &mut IdMap) -> bool {
+pub fn states_equal(old: &State, cur: &State, live: &[u16], ids: &mut IdMap, exact: bool) -> bool {
     ids.clear();
     if old.frames.len() != cur.frames.len() || old.lock != cur.lock {
         return false;
@@ -408,11 +416,11 @@ pub fn states_equal(old: &State, cur: &State, live: &[u16], ids: &mut IdMap) -> 
             if mask & (1 << r) == 0 {
                 continue;
             }
-            if !regsafe(&of.regs[r], &cf.regs[r], ids) {
+            if !regsafe(&of.regs[r], &cf.regs[r], ids, exact) {
                 return false;
             }
         }
-        if !stacksafe(of, cf, ids) {
+        if !stacksafe(of, cf, ids, exact) {
             return false;
         }
     }
@@ -446,7 +454,7 @@ pub fn widen(old: &State, cur: &State) -> Option<State> {
         }
         for (o, w) in of.regs.iter().zip(wf.regs.iter_mut()) {
             ids.clear();
-            if regsafe(o, w, &mut ids) {
+            if regsafe(o, w, &mut ids, true) {
                 // Already covered; keep the current register (and its ids).
             } else if o.is_scalar() && w.is_scalar() {
                 *w = Reg::unknown();
