@@ -430,13 +430,23 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The kernel's semantics, written plainly: a map from key to value and,
-/// for LRU maps, the keys from least to most recently used.
+/// The kernel's semantics, written plainly: a map from key to each CPU's
+/// value (one CPU for maps that are not per-CPU) and, for LRU maps, the keys
+/// from least to most recently used.
 struct Model {
     capacity: usize,
     lru: bool,
-    values: HashMap<u8, u64>,
+    ncpus: usize,
+    values: HashMap<u8, Vec<u64>>,
     recency: Vec<u8>,
+}
+
+/// What an update writes: every CPU's value, or (a program's update of a
+/// per-CPU map) one CPU's.
+#[derive(Clone, Copy)]
+enum Write {
+    All(u64),
+    Cpu(usize, u64),
 }
 
 impl Model {
@@ -445,7 +455,12 @@ impl Model {
         self.recency.push(key);
     }
 
-    fn update(&mut self, key: u8, value: u64, flags: u64) -> Result<(), MapError> {
+    /// The user view of `All(v)`: CPU `c` gets `v + c`.
+    fn all_cpus(&self, v: u64) -> Vec<u64> {
+        (0..self.ncpus as u64).map(|c| v.wrapping_add(c)).collect()
+    }
+
+    fn update(&mut self, key: u8, write: Write, flags: u64) -> Result<(), MapError> {
         let present = self.values.contains_key(&key);
         if present && flags == BPF_NOEXIST {
             return Err(MapError::Exists);
@@ -460,7 +475,16 @@ impl Model {
             let victim = self.recency.remove(0);
             self.values.remove(&victim);
         }
-        self.values.insert(key, value);
+        let ncpus = self.ncpus;
+        let slots = self.values.entry(key).or_insert_with(|| vec![0; ncpus]);
+        match write {
+            Write::All(v) => {
+                for (cpu, slot) in slots.iter_mut().enumerate() {
+                    *slot = v.wrapping_add(cpu as u64);
+                }
+            }
+            Write::Cpu(cpu, v) => slots[cpu] = v,
+        }
         if self.lru {
             self.touch(key);
         }
@@ -481,9 +505,11 @@ fn key_bytes(k: u8) -> [u8; 4] {
 fn run_differential(map_type: MapType, ops: &[Op]) -> Result<(), TestCaseError> {
     let capacity = 8;
     let map = create(map_type, 4, 8, capacity as u32);
+    let percpu = map_type.is_percpu();
     let mut model = Model {
         capacity,
-        lru: map_type == MapType::LruHash,
+        lru: matches!(map_type, MapType::LruHash | MapType::LruPercpuHash),
+        ncpus: if percpu { map.num_cpus() } else { 1 },
         values: HashMap::new(),
         recency: Vec::new(),
     };
@@ -491,20 +517,39 @@ fn run_differential(map_type: MapType, ops: &[Op]) -> Result<(), TestCaseError> 
     for op in ops {
         match *op {
             Op::Update(k, v, flags) => {
-                let got = map.update(&key_bytes(k), &v64(v), flags);
-                prop_assert_eq!(got, model.update(k, v, flags), "{:?}", op);
+                // Per-CPU maps: odd values come from a program on one CPU.
+                let write = if percpu && v % 2 == 1 {
+                    Write::Cpu((v >> 1) as usize % model.ncpus, v)
+                } else {
+                    Write::All(v)
+                };
+                let got = match write {
+                    Write::All(v) => {
+                        let bytes: Vec<u8> =
+                            model.all_cpus(v).iter().flat_map(|x| v64(*x)).collect();
+                        map.update(&key_bytes(k), &bytes, flags)
+                    }
+                    Write::Cpu(cpu, v) => {
+                        map.imp()
+                            .update_from_program(&key_bytes(k), &v64(v), flags, cpu as u32)
+                    }
+                };
+                prop_assert_eq!(got, model.update(k, write, flags), "{:?}", op);
             }
             Op::Lookup(k) => {
-                let got = map.lookup(&key_bytes(k)).map(|v| as_u64(&v));
-                let want = model.values.get(&k).copied().ok_or(MapError::NotFound);
+                let got = map
+                    .lookup(&key_bytes(k))
+                    .map(|v| v.chunks(8).map(as_u64).collect::<Vec<_>>());
+                let want = model.values.get(&k).cloned().ok_or(MapError::NotFound);
                 prop_assert_eq!(got, want, "{:?}", op);
             }
             Op::ProgramLookup(k) => {
+                let cpu = model.ncpus - 1;
                 let got = map
                     .imp()
-                    .lookup_ptr(&key_bytes(k), 0)
+                    .lookup_ptr(&key_bytes(k), cpu as u32)
                     .map(|p| unsafe { p.as_ptr().cast::<u64>().read_unaligned() });
-                let want = model.values.get(&k).copied();
+                let want = model.values.get(&k).map(|slots| slots[cpu]);
                 if want.is_some() && model.lru {
                     model.touch(k);
                 }
@@ -557,6 +602,18 @@ proptest! {
     #[test]
     fn lru_hash_matches_an_exact_lru_model(ops in proptest::collection::vec(op(), 1..200)) {
         run_differential(MapType::LruHash, &ops)?;
+    }
+
+    #[test]
+    fn percpu_hash_matches_a_model(ops in proptest::collection::vec(op(), 1..200)) {
+        run_differential(MapType::PercpuHash, &ops)?;
+    }
+
+    #[test]
+    fn lru_percpu_hash_matches_an_exact_lru_model(
+        ops in proptest::collection::vec(op(), 1..200)
+    ) {
+        run_differential(MapType::LruPercpuHash, &ops)?;
     }
 }
 
