@@ -251,3 +251,8 @@ def test_pop_on_arrays_zeroes() -> None:
     assert a.pop(9, "none") == "none"
     with pytest.raises(KeyError):
         a.pop(9)
+
+
+def test_the_base_class_points_to_the_ways_of_creating_maps() -> None:
+    with pytest.raises(TypeError, match=r"maps\.create"):
+        maps.Map("hash", "u32", "u32", 4)

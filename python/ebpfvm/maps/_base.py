@@ -63,33 +63,10 @@ class Map:
     key_codec: Codec | None
     value_codec: Codec | None
 
-    def __init__(
-        self,
-        map_type: str | int,
-        key_type: Any = None,
-        value_type: Any = None,
-        max_entries: int | None = None,
-        *,
-        key_size: int | None = None,
-        value_size: int | None = None,
-        name: str = "",
-        flags: int = 0,
-        map_extra: int = 0,
-        inner_map: Map | CoreMap | None = None,
-        pin: str | os.PathLike[str] | None = None,
-    ) -> None:
-        self._create(
-            map_type,
-            key_type,
-            value_type,
-            max_entries,
-            key_size=key_size,
-            value_size=value_size,
-            name=name,
-            flags=flags,
-            map_extra=map_extra,
-            inner_map=inner_map,
-            pin=pin,
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(
+            "create maps with a map class (HashMap, ArrayMap, ...) or with "
+            "ebpfvm.maps.create(map_type, key_size, value_size, max_entries, ...)"
         )
 
     def _create(
@@ -109,8 +86,8 @@ class Map:
     ) -> None:
         if max_entries is None:
             raise TypeError(f"map '{name}': max_entries is required")
-        kc = None if key_size == 0 else _codec_for(key_type, key_size, "key", name)
-        vc = None if value_size == 0 else _codec_for(value_type, value_size, "value", name)
+        kc = None if key_size == 0 else make_codec(key_type, key_size, "key", name)
+        vc = None if value_size == 0 else make_codec(value_type, value_size, "value", name)
         inner = inner_map.core if isinstance(inner_map, Map) else inner_map
         core = CoreMap(
             map_type,
@@ -143,7 +120,7 @@ class Map:
         name = core.name
         kc = None if core.key_size == 0 else make_codec(key_type, core.key_size, "key", name)
         vc = (
-            None if core.value_size == 0 else _codec_for(value_type, core.value_size, "value", name)
+            None if core.value_size == 0 else make_codec(value_type, core.value_size, "value", name)
         )
         view._attach(core, kc, vc)
         return view
@@ -284,10 +261,6 @@ def _pinned_definition(path: str | os.PathLike[str]) -> tuple[int, int, int, int
             "", f"{shown} is a pinned map of layout {version}, this ebpfvm reads layout 1"
         )
     return map_type, key_size, value_size, max_entries, flags
-
-
-def _codec_for(spec: Any, size: int | None, role: str, name: str) -> Codec:
-    return make_codec(spec, size, role, name)
 
 
 class KeyValueMap(Map, MutableMapping[Any, Any]):
