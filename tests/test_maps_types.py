@@ -219,3 +219,22 @@ def test_bad_btf_descriptions_are_value_errors() -> None:
         maps.HashMap({"kind": "wat", "size": 4}, "u32", 4)
     with pytest.raises(ValueError, match="no size"):
         maps.HashMap({"kind": "struct", "members": []}, "u32", 4)
+
+
+def test_byte_arrays_take_bytes() -> None:
+    mac = {
+        "kind": "struct",
+        "name": "hop",
+        "size": 8,
+        "members": [
+            {"name": "dmac", "offset": 0, "bit_offset": 0, "bit_size": 0,
+             "type": {"kind": "array", "len": 6, "size": 6,
+                      "elem": {"kind": "int", "size": 1, "signed": False}}},
+            {"name": "port", "offset": 6, "bit_offset": 0, "bit_size": 0, "type": U16},
+        ],
+    }  # fmt: skip
+    m = maps.ArrayMap("u32", mac, 1, name="hops")
+    m[0] = {"dmac": b"\x02\xaa\x00\x00\x00\x01", "port": 7}
+    assert m[0].dmac == [2, 0xAA, 0, 0, 0, 1] and m[0].port == 7
+    with pytest.raises(ebpfvm.MapError, match="has 6 elements, got 7 bytes"):
+        m[0] = {"dmac": bytes(7)}

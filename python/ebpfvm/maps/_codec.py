@@ -555,7 +555,15 @@ class BtfCodec(Codec):
         def read_array(buf: bytes, off: int) -> list[Any]:
             return [read_elem(buf, off + i * esize) for i in range(count)]
 
+        byte_elems = esize == 1 and elem.get("kind") in ("int", "bool")
+
         def write_array(buf: bytearray, off: int, v: Any) -> None:
+            if byte_elems and isinstance(v, (bytes, bytearray, memoryview)):
+                # A __u8 array (a MAC address, ...) may be given as bytes.
+                if len(v) > count:
+                    raise self._err(where, f"has {count} elements, got {len(v)} bytes")
+                buf[off : off + len(v)] = v
+                return
             if not isinstance(v, (list, tuple)):
                 raise TypeError(
                     f"map '{self.map_name}': {where} must be a list of {count} elements, "
