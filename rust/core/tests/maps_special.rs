@@ -1407,3 +1407,45 @@ fn implementations_survive_wrong_sized_arguments() {
         let _ = (imp.len(), imp.memory_usage(), imp.next_key(None));
     }
 }
+
+/// Huge `max_entries` cost memory only for the entries used.
+#[test]
+fn huge_maps_allocate_only_what_they_use() {
+    let inner = MapDef::new(MapType::Array, 4, 4, 4);
+    let last = u32::MAX - 1;
+    let pa = create(MapDef::new(MapType::ProgArray, 4, 4, u32::MAX));
+    let progs = pa.downcast::<ProgArray>().unwrap();
+    progs.set(last, Arc::new(()), 5).unwrap();
+    assert_eq!(pa.lookup(&u32v(last)).unwrap(), u32v(5));
+    assert!(progs.get(7).is_none());
+    assert_eq!(pa.len(), 1);
+    let aom = create(MapDef::new(MapType::ArrayOfMaps, 4, 4, u32::MAX).with_inner(inner.clone()));
+    let member = create(inner);
+    aom.update(&u32v(last), &u32v(member.id()), BPF_ANY)
+        .unwrap();
+    assert_eq!(aom.lookup(&u32v(last)).unwrap(), u32v(member.id()));
+    let dev = create(MapDef::new(MapType::Devmap, 4, 4, u32::MAX));
+    dev.update(&u32v(last), &u32v(3), BPF_ANY).unwrap();
+    assert_eq!(dev.lookup(&u32v(last)).unwrap(), u32v(3));
+    let perf = create(MapDef::new(MapType::PerfEventArray, 4, 4, u32::MAX));
+    let pe = perf.downcast::<PerfEventArray>().unwrap();
+    pe.output(last as u64, 0, b"far").unwrap();
+    let mut seen = Vec::new();
+    pe.consume(&mut |cpu, data| seen.push((cpu, data.to_vec())));
+    assert_eq!(seen, vec![(last, b"far".to_vec())]);
+    let st = create(MapDef::new(MapType::StackTrace, 4, 8, 1 << 31));
+    let id = st
+        .downcast::<StackTraceMap>()
+        .unwrap()
+        .get_stackid(&[42], 0)
+        .unwrap();
+    assert_eq!(st.next_key(None).unwrap(), Some(u32v(id)));
+    for m in [&pa, &aom, &dev, &perf, &st] {
+        assert!(
+            m.imp().memory_usage() < 16 << 20,
+            "{}: {}",
+            m.map_type(),
+            m.imp().memory_usage()
+        );
+    }
+}

@@ -10,7 +10,7 @@ use std::any::Any;
 use std::sync::{Arc, RwLock};
 
 use super::reference_maps::{check_create_flags, check_fd_array_flags, def_error, index_key};
-use super::reference_maps::{next_index, BPF_F_ACCESS_MASK, BPF_F_NUMA_NODE};
+use super::reference_maps::{next_index, LazyTable, BPF_F_ACCESS_MASK, BPF_F_NUMA_NODE};
 use super::{Map, MapDef, MapError, MapImpl, MapType, BPF_F_INNER_MAP};
 
 /// Checks the parts of an outer map's definition both kinds share and
@@ -117,7 +117,8 @@ pub(crate) fn resolve_inner(
 pub struct ArrayOfMaps {
     def: MapDef,
     inner: MapDef,
-    slots: Box<[RwLock<Option<Arc<Map>>>]>,
+    /// Slots are allocated as they are first set.
+    slots: LazyTable<RwLock<Option<Arc<Map>>>>,
 }
 
 impl ArrayOfMaps {
@@ -130,23 +131,25 @@ impl ArrayOfMaps {
                 format!("key_size must be 4, got {}", def.key_size),
             ));
         }
-        let slots = (0..def.max_entries).map(|_| RwLock::new(None)).collect();
         Ok(ArrayOfMaps {
             def: def.clone(),
             inner,
-            slots,
+            slots: LazyTable::new(def.max_entries),
         })
     }
 
-    fn slot(&self, key: &[u8]) -> Result<&RwLock<Option<Arc<Map>>>, MapError> {
-        self.slots
-            .get(index_key(key)? as usize)
-            .ok_or(MapError::TooBig)
+    /// The index of `key`; `TooBig` when out of range.
+    fn index(&self, key: &[u8]) -> Result<u32, MapError> {
+        let index = index_key(key)?;
+        if index >= self.slots.len() {
+            return Err(MapError::TooBig);
+        }
+        Ok(index)
     }
 
     /// The inner map at `key` (a u32 index), for the program-side lookup.
     pub fn lookup_map(&self, key: &[u8]) -> Option<Arc<Map>> {
-        let slot = self.slots.get(index_key(key).ok()? as usize)?;
+        let slot = self.slots.get(index_key(key).ok()?)?;
         slot.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -158,24 +161,23 @@ impl ArrayOfMaps {
 
 impl MapImpl for ArrayOfMaps {
     fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, MapError> {
-        let guard = self.slot(key).map_err(|_| MapError::NotFound)?;
-        let map = guard.read().unwrap_or_else(|e| e.into_inner());
-        map.as_ref()
+        self.lookup_map(key)
             .map(|m| m.id().to_le_bytes().to_vec())
             .ok_or(MapError::NotFound)
     }
 
     fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
         check_fd_array_flags(flags)?;
-        let slot = self.slot(key)?;
+        let index = self.index(key)?;
         let map = resolve_inner(&self.def, &self.inner, value)?;
+        let slot = self.slots.get_or_alloc(index).ok_or(MapError::TooBig)?;
         let old = slot.write().unwrap_or_else(|e| e.into_inner()).replace(map);
         drop(old);
         Ok(())
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), MapError> {
-        let slot = self.slot(key)?;
+        let slot = self.slots.get(self.index(key)?).ok_or(MapError::NotFound)?;
         let old = slot.write().unwrap_or_else(|e| e.into_inner()).take();
         old.map(drop).ok_or(MapError::NotFound)
     }
@@ -186,13 +188,13 @@ impl MapImpl for ArrayOfMaps {
 
     fn len(&self) -> usize {
         self.slots
-            .iter()
-            .filter(|s| s.read().unwrap_or_else(|e| e.into_inner()).is_some())
+            .allocated()
+            .filter(|(_, s)| s.read().unwrap_or_else(|e| e.into_inner()).is_some())
             .count()
     }
 
     fn memory_usage(&self) -> usize {
-        self.slots.len() * std::mem::size_of::<RwLock<Option<Arc<Map>>>>()
+        self.slots.memory_usage()
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::reference_maps::{check_create_flags, def_error, BPF_F_ACCESS_MASK, BPF_F_NUMA_NODE};
+use super::reference_maps::{check_create_flags, def_error, LazyTable};
+use super::reference_maps::{BPF_F_ACCESS_MASK, BPF_F_NUMA_NODE};
 use super::{cpu, MapDef, MapError, MapImpl};
 
 /// Low 32 bits of the output flags: the slot, or this value for the
@@ -45,7 +46,8 @@ struct CpuBuffer {
 
 /// A perf event array.
 pub struct PerfEventArray {
-    buffers: Box<[Mutex<CpuBuffer>]>,
+    /// Buffers are allocated as their slots are first written.
+    buffers: LazyTable<Mutex<CpuBuffer>>,
     capacity: AtomicUsize,
     wake_seq: Mutex<u64>,
     wake_cond: Condvar,
@@ -65,11 +67,11 @@ impl PerfEventArray {
             ));
         }
         let slots = match def.max_entries {
-            0 => cpu::num_cpus(),
-            n => n as usize,
+            0 => cpu::num_cpus().min(u32::MAX as usize) as u32,
+            n => n,
         };
         Ok(PerfEventArray {
-            buffers: (0..slots).map(|_| Mutex::default()).collect(),
+            buffers: LazyTable::new(slots),
             capacity: AtomicUsize::new(DEFAULT_BUFFER_SIZE),
             wake_seq: Mutex::new(0),
             wake_cond: Condvar::new(),
@@ -79,7 +81,7 @@ impl PerfEventArray {
 
     /// Number of slots (CPUs).
     pub fn slots(&self) -> u32 {
-        self.buffers.len() as u32
+        self.buffers.len()
     }
 
     /// Bytes each slot's buffer holds.
@@ -100,10 +102,19 @@ impl PerfEventArray {
         Ok(())
     }
 
+    fn lock(buffer: &Mutex<CpuBuffer>) -> MutexGuard<'_, CpuBuffer> {
+        buffer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn buffer(&self, slot: u32) -> Option<MutexGuard<'_, CpuBuffer>> {
+        self.buffers.get(slot).map(Self::lock)
+    }
+
+    /// The buffers written so far, with their slots.
+    fn written(&self) -> impl Iterator<Item = (u32, MutexGuard<'_, CpuBuffer>)> {
         self.buffers
-            .get(slot as usize)
-            .map(|b| b.lock().unwrap_or_else(|e| e.into_inner()))
+            .allocated()
+            .map(|(slot, b)| (slot, Self::lock(b)))
     }
 
     /// `bpf_perf_event_output`: appends `data` to the slot named by the
@@ -124,7 +135,11 @@ impl PerfEventArray {
         if sample_span(data.len()) > MAX_SAMPLE_SIZE {
             return Err(MapError::TooBig);
         }
-        let mut buffer = self.buffer(slot).ok_or(MapError::TooBig)?;
+        let mut buffer = self
+            .buffers
+            .get_or_alloc(slot)
+            .map(Self::lock)
+            .ok_or(MapError::TooBig)?;
         let span = sample_span(data.len());
         if buffer.used + span > self.buffer_size() {
             buffer.lost += 1;
@@ -144,24 +159,19 @@ impl PerfEventArray {
 
     /// Samples waiting in all buffers.
     pub fn pending(&self) -> usize {
-        (0..self.slots())
-            .filter_map(|i| self.buffer(i))
-            .map(|b| b.samples.len())
-            .sum()
+        self.written().map(|(_, b)| b.samples.len()).sum()
     }
 
     /// Calls `f(cpu, data)` on every buffered sample, slot by slot, oldest
     /// first within a slot, and frees them. Returns how many there were.
     pub fn consume(&self, f: &mut dyn FnMut(u32, &[u8])) -> usize {
         let mut count = 0;
-        for slot in 0..self.slots() {
+        for (slot, buffer) in self.buffers.allocated() {
             // Take the samples out so `f` runs without blocking producers.
-            let samples = match self.buffer(slot) {
-                Some(mut b) => {
-                    b.used = 0;
-                    std::mem::take(&mut b.samples)
-                }
-                None => continue,
+            let samples = {
+                let mut b = Self::lock(buffer);
+                b.used = 0;
+                std::mem::take(&mut b.samples)
             };
             for sample in &samples {
                 f(slot, sample);
@@ -239,10 +249,7 @@ impl MapImpl for PerfEventArray {
     }
 
     fn memory_usage(&self) -> usize {
-        (0..self.slots())
-            .filter_map(|i| self.buffer(i))
-            .map(|b| b.used)
-            .sum()
+        self.buffers.memory_usage() + self.written().map(|(_, b)| b.used).sum::<usize>()
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -8,7 +8,7 @@
 use std::any::Any;
 use std::sync::{Arc, RwLock};
 
-use super::reference_maps::{check_create_flags, def_error, index_key, next_index};
+use super::reference_maps::{check_create_flags, def_error, index_key, next_index, LazyTable};
 use super::reference_maps::{BPF_F_ACCESS_MASK, BPF_F_NUMA_NODE};
 use super::{MapDef, MapError, MapImpl};
 
@@ -23,8 +23,9 @@ struct Entry {
 
 /// A program array. Each slot has its own lock, so a tail call (a read of
 /// one slot) never waits for updates of other slots or other callers.
+/// Slots are allocated as they are first set.
 pub struct ProgArray {
-    slots: Box<[RwLock<Option<Entry>>]>,
+    slots: LazyTable<RwLock<Option<Entry>>>,
 }
 
 impl ProgArray {
@@ -42,18 +43,23 @@ impl ProgArray {
         if def.max_entries == 0 {
             return Err(def_error(def, "max_entries must be positive"));
         }
-        let slots = (0..def.max_entries).map(|_| RwLock::new(None)).collect();
-        Ok(ProgArray { slots })
+        Ok(ProgArray {
+            slots: LazyTable::new(def.max_entries),
+        })
     }
 
-    fn slot(&self, index: u32) -> Result<&RwLock<Option<Entry>>, MapError> {
-        self.slots.get(index as usize).ok_or(MapError::TooBig)
+    fn check_index(&self, index: u32) -> Result<(), MapError> {
+        if index >= self.slots.len() {
+            return Err(MapError::TooBig);
+        }
+        Ok(())
     }
 
     /// Places `prog` (whose id is `prog_id`) at `index`, replacing any
     /// program there; `TooBig` for an index out of range.
     pub fn set(&self, index: u32, prog: ProgObject, prog_id: u32) -> Result<(), MapError> {
-        let slot = self.slot(index)?;
+        self.check_index(index)?;
+        let slot = self.slots.get_or_alloc(index).ok_or(MapError::TooBig)?;
         let old = slot
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -66,27 +72,28 @@ impl ProgArray {
     /// The program at `index`, if any (the tail-call path).
     #[inline]
     pub fn get(&self, index: u32) -> Option<ProgObject> {
-        let slot = self.slots.get(index as usize)?;
+        let slot = self.slots.get(index)?;
         let guard = slot.read().unwrap_or_else(|e| e.into_inner());
         guard.as_ref().map(|e| e.prog.clone())
     }
 
     /// The id of the program at `index`, if any.
     pub fn prog_id(&self, index: u32) -> Option<u32> {
-        let slot = self.slots.get(index as usize)?;
+        let slot = self.slots.get(index)?;
         let guard = slot.read().unwrap_or_else(|e| e.into_inner());
         guard.as_ref().map(|e| e.id)
     }
 
     /// Empties `index`; `NotFound` if it held no program.
     pub fn clear(&self, index: u32) -> Result<(), MapError> {
-        let slot = self.slot(index)?;
+        self.check_index(index)?;
+        let slot = self.slots.get(index).ok_or(MapError::NotFound)?;
         let old = slot.write().unwrap_or_else(|e| e.into_inner()).take();
         old.map(drop).ok_or(MapError::NotFound)
     }
 
     pub fn max_entries(&self) -> u32 {
-        self.slots.len() as u32
+        self.slots.len()
     }
 }
 
@@ -111,13 +118,14 @@ impl MapImpl for ProgArray {
     }
 
     fn len(&self) -> usize {
-        (0..self.max_entries())
-            .filter(|&i| self.prog_id(i).is_some())
+        self.slots
+            .allocated()
+            .filter(|(_, s)| s.read().unwrap_or_else(|e| e.into_inner()).is_some())
             .count()
     }
 
     fn memory_usage(&self) -> usize {
-        self.slots.len() * std::mem::size_of::<RwLock<Option<Entry>>>()
+        self.slots.memory_usage()
     }
 
     fn as_any(&self) -> &dyn Any {

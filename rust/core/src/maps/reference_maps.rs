@@ -15,7 +15,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::ptr::NonNull;
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 
 use super::BPF_ANY;
 use super::{
@@ -285,20 +285,14 @@ impl KeyedSlots {
     }
 }
 
-/// Whether a reference map is indexed like an array or keyed like a hash.
-enum Storage {
-    /// Slot `i` holds index `i`'s value when `present[i]`.
-    Array {
-        present: Vec<bool>,
-        slots: SlotStore,
-    },
-    Hash(KeyedSlots),
-}
-
 /// One of the object-reference maps, as plain byte storage.
+///
+/// Array-indexed types store only the indexes that hold a value (keyed by
+/// the index), so a huge `max_entries` costs nothing until used.
 pub struct ReferenceMap {
     def: MapDef,
-    storage: RwLock<Storage>,
+    hashed: bool,
+    storage: RwLock<KeyedSlots>,
 }
 
 /// The value sizes the kernel accepts for each reference map type.
@@ -374,37 +368,30 @@ impl ReferenceMap {
                 ),
             ));
         }
-        let value_size = def.value_size as usize;
-        let capacity = def.max_entries as usize;
-        let storage = if hashed {
-            Storage::Hash(KeyedSlots::new(value_size, capacity))
-        } else {
-            Storage::Array {
-                present: Vec::new(),
-                slots: SlotStore::new(value_size, capacity),
-            }
-        };
         Ok(ReferenceMap {
             def: def.clone(),
-            storage: RwLock::new(storage),
+            hashed,
+            storage: RwLock::new(KeyedSlots::new(
+                def.value_size as usize,
+                def.max_entries as usize,
+            )),
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Storage> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeyedSlots> {
         self.storage.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Storage> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, KeyedSlots> {
         self.storage.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The slot of an array index, if the index holds a value.
-    fn array_slot(present: &[bool], index: u32) -> Option<u32> {
-        present
-            .get(index as usize)
-            .copied()
-            .unwrap_or(false)
-            .then_some(index)
+    /// For array types: the index of `key`, `TooBig` when out of range.
+    fn checked_index(&self, key: &[u8]) -> Result<(), MapError> {
+        if !self.hashed && index_key(key)? >= self.def.max_entries {
+            return Err(MapError::TooBig);
+        }
+        Ok(())
     }
 
     fn check_value(&self, value: &[u8]) -> Result<(), MapError> {
@@ -425,27 +412,14 @@ impl ReferenceMap {
 
 impl MapImpl for ReferenceMap {
     fn lookup_ptr(&self, key: &[u8], _cpu: u32) -> Option<NonNull<u8>> {
-        match &*self.read() {
-            Storage::Array { present, slots } => {
-                let slot = Self::array_slot(present, index_key(key).ok()?)?;
-                Some(slots.ptr(slot))
-            }
-            Storage::Hash(h) => h.get(key).map(|slot| h.slots.ptr(slot)),
-        }
+        let storage = self.read();
+        storage.get(key).map(|slot| storage.slots.ptr(slot))
     }
 
     fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, MapError> {
-        let len = self.def.value_size as usize;
-        match &*self.read() {
-            Storage::Array { present, slots } => {
-                let slot = Self::array_slot(present, index_key(key)?).ok_or(MapError::NotFound)?;
-                Ok(slots.read(slot, len))
-            }
-            Storage::Hash(h) => {
-                let slot = h.get(key).ok_or(MapError::NotFound)?;
-                Ok(h.slots.read(slot, len))
-            }
-        }
+        let storage = self.read();
+        let slot = storage.get(key).ok_or(MapError::NotFound)?;
+        Ok(storage.slots.read(slot, self.def.value_size as usize))
     }
 
     fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
@@ -454,83 +428,45 @@ impl MapImpl for ReferenceMap {
         }
         check_update_flags(flags)?;
         self.check_value(value)?;
+        self.checked_index(key)?;
         // A cpumap entry with queue size 0 is no entry at all.
         if self.def.map_type == MapType::Cpumap && value.get(..4) == Some(&[0; 4]) {
-            return match self.delete(key) {
+            return match self.write().remove(key) {
                 Err(MapError::NotFound) | Ok(()) => Ok(()),
                 Err(e) => Err(e),
             };
         }
-        let max_entries = self.def.max_entries;
-        match &mut *self.write() {
-            Storage::Array { present, slots } => {
-                let index = index_key(key)?;
-                if index >= max_entries {
-                    return Err(MapError::TooBig);
-                }
-                if matches!(self.def.map_type, MapType::Devmap | MapType::Cpumap) {
-                    // Their slots always "exist": the kernel refuses
-                    // BPF_NOEXIST outright and ignores BPF_EXIST.
-                    if flags == BPF_NOEXIST {
-                        return Err(MapError::Exists);
-                    }
-                } else {
-                    check_exist_flags(flags, Self::array_slot(present, index).is_some())?;
-                }
-                if present.len() <= index as usize {
-                    present.resize(index as usize + 1, false);
-                }
-                // Array slots are allocated in index order so slot == index.
-                while slots.allocated <= index as usize {
-                    slots.alloc().ok_or(MapError::NoSpace)?;
-                }
-                slots.write(index, value);
-                present[index as usize] = true;
-                Ok(())
+        let mut flags = flags;
+        if matches!(self.def.map_type, MapType::Devmap | MapType::Cpumap) {
+            // Their slots always "exist": the kernel refuses BPF_NOEXIST
+            // outright and ignores BPF_EXIST.
+            if flags == BPF_NOEXIST {
+                return Err(MapError::Exists);
             }
-            Storage::Hash(h) => h.update(key, value, flags).map(|_| ()),
+            flags = BPF_ANY;
         }
+        self.write().update(key, value, flags).map(|_| ())
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), MapError> {
-        let max_entries = self.def.max_entries;
-        match &mut *self.write() {
-            Storage::Array { present, .. } => {
-                let index = index_key(key)?;
-                if index >= max_entries {
-                    return Err(MapError::TooBig);
-                }
-                match present.get_mut(index as usize) {
-                    Some(p) if *p => {
-                        *p = false;
-                        Ok(())
-                    }
-                    _ => Err(MapError::NotFound),
-                }
-            }
-            Storage::Hash(h) => h.remove(key),
-        }
+        self.checked_index(key)?;
+        self.write().remove(key)
     }
 
     fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
-        match &*self.read() {
-            Storage::Array { .. } => next_index(key, self.def.max_entries),
-            Storage::Hash(h) => Ok(h.next_key(key)),
+        if self.hashed {
+            Ok(self.read().next_key(key))
+        } else {
+            next_index(key, self.def.max_entries)
         }
     }
 
     fn len(&self) -> usize {
-        match &*self.read() {
-            Storage::Array { present, .. } => present.iter().filter(|p| **p).count(),
-            Storage::Hash(h) => h.len(),
-        }
+        self.read().len()
     }
 
     fn memory_usage(&self) -> usize {
-        match &*self.read() {
-            Storage::Array { present, slots } => present.len() + slots.memory_usage(),
-            Storage::Hash(h) => h.memory_usage(),
-        }
+        self.read().memory_usage()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -566,4 +502,74 @@ pub(crate) fn unsupported_type(map_type: MapType) -> MapError {
         _ => "this map type is not supported by ebpfvm",
     };
     MapError::unsupported(format!("map type {map_type}: {why}"))
+}
+
+const LAZY_CHUNK_BITS: u32 = 16;
+const LAZY_CHUNK: usize = 1 << LAZY_CHUNK_BITS;
+
+/// A table of `len` entries allocated a chunk at a time on first write, so
+/// a huge `max_entries` costs nothing until used. Reads of an entry never
+/// written see no entry.
+pub(crate) struct LazyTable<T> {
+    len: u32,
+    chunks: Box<[OnceLock<Box<[T]>>]>,
+}
+
+impl<T: Default> LazyTable<T> {
+    pub(crate) fn new(len: u32) -> LazyTable<T> {
+        let chunks = (len as usize).div_ceil(LAZY_CHUNK);
+        LazyTable {
+            len,
+            chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// The entry at `index` if its chunk exists.
+    #[inline]
+    pub(crate) fn get(&self, index: u32) -> Option<&T> {
+        if index >= self.len {
+            return None;
+        }
+        let chunk = self.chunks[(index >> LAZY_CHUNK_BITS) as usize].get()?;
+        chunk.get(index as usize & (LAZY_CHUNK - 1))
+    }
+
+    /// The entry at `index`, allocating its chunk; `None` out of range.
+    pub(crate) fn get_or_alloc(&self, index: u32) -> Option<&T> {
+        if index >= self.len {
+            return None;
+        }
+        let c = (index >> LAZY_CHUNK_BITS) as usize;
+        let chunk = self.chunks[c].get_or_init(|| {
+            let n = (self.len as usize - c * LAZY_CHUNK).min(LAZY_CHUNK);
+            (0..n).map(|_| T::default()).collect()
+        });
+        chunk.get(index as usize & (LAZY_CHUNK - 1))
+    }
+
+    /// Allocated entries with their indexes, in order.
+    pub(crate) fn allocated(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.chunks.iter().enumerate().flat_map(|(c, chunk)| {
+            chunk.get().into_iter().flat_map(move |entries| {
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, e)| ((c * LAZY_CHUNK + i) as u32, e))
+            })
+        })
+    }
+
+    pub(crate) fn memory_usage(&self) -> usize {
+        let per_chunk = |chunk: &OnceLock<Box<[T]>>| {
+            chunk
+                .get()
+                .map_or(0, |c| c.len() * std::mem::size_of::<T>())
+        };
+        self.chunks.iter().map(per_chunk).sum::<usize>()
+            + self.chunks.len() * std::mem::size_of::<OnceLock<Box<[T]>>>()
+    }
 }

@@ -10,6 +10,7 @@
 //! "stack" the hook exposes, e.g. Python frames).
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::bloom_filter::jhash;
@@ -38,7 +39,9 @@ struct Bucket {
 pub struct StackTraceMap {
     max_depth: usize,
     value_size: usize,
-    buckets: Mutex<Vec<Option<Bucket>>>,
+    n_buckets: u32,
+    /// Only buckets holding a trace exist.
+    buckets: Mutex<BTreeMap<u32, Bucket>>,
 }
 
 impl StackTraceMap {
@@ -74,15 +77,15 @@ impl StackTraceMap {
                 format!("max_entries must be 1..=2^31, got {}", def.max_entries),
             ));
         }
-        let n_buckets = def.max_entries.next_power_of_two() as usize;
         Ok(StackTraceMap {
             max_depth: def.value_size as usize / 8,
             value_size: def.value_size as usize,
-            buckets: Mutex::new((0..n_buckets).map(|_| None).collect()),
+            n_buckets: def.max_entries.next_power_of_two(),
+            buckets: Mutex::new(BTreeMap::new()),
         })
     }
 
-    fn buckets(&self) -> std::sync::MutexGuard<'_, Vec<Option<Bucket>>> {
+    fn buckets(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Bucket>> {
         self.buckets.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -109,34 +112,34 @@ impl StackTraceMap {
         let trace = &ips[skip..ips.len().min(skip + self.max_depth)];
         let bytes: Vec<u8> = trace.iter().flat_map(|ip| ip.to_le_bytes()).collect();
         let hash = jhash(&bytes, 0);
+        let id = hash & (self.n_buckets - 1);
         let mut buckets = self.buckets();
-        let id = hash as usize & (buckets.len() - 1);
-        if let Some(old) = &buckets[id] {
+        if let Some(old) = buckets.get(&id) {
             let same =
                 old.hash == hash && (flags & BPF_F_FAST_STACK_CMP != 0 || *old.ips == *trace);
             if same {
-                return Ok(id as u32);
+                return Ok(id);
             }
             if flags & BPF_F_REUSE_STACKID == 0 {
                 return Err(MapError::Exists);
             }
         }
-        buckets[id] = Some(Bucket {
-            hash,
-            ips: trace.into(),
-        });
-        Ok(id as u32)
+        buckets.insert(
+            id,
+            Bucket {
+                hash,
+                ips: trace.into(),
+            },
+        );
+        Ok(id)
     }
 }
 
 impl MapImpl for StackTraceMap {
     fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, MapError> {
-        let id = index_key(key)? as usize;
+        let id = index_key(key)?;
         let buckets = self.buckets();
-        let bucket = buckets
-            .get(id)
-            .and_then(Option::as_ref)
-            .ok_or(MapError::NotFound)?;
+        let bucket = buckets.get(&id).ok_or(MapError::NotFound)?;
         let mut value: Vec<u8> = bucket.ips.iter().flat_map(|ip| ip.to_ne_bytes()).collect();
         value.resize(self.value_size, 0);
         Ok(value)
@@ -149,11 +152,9 @@ impl MapImpl for StackTraceMap {
     }
 
     fn delete(&self, key: &[u8]) -> Result<(), MapError> {
-        let id = index_key(key)? as usize;
-        let mut buckets = self.buckets();
-        buckets
-            .get_mut(id)
-            .and_then(Option::take)
+        let id = index_key(key)?;
+        self.buckets()
+            .remove(&id)
             .map(drop)
             .ok_or(MapError::NotFound)
     }
@@ -161,34 +162,23 @@ impl MapImpl for StackTraceMap {
     /// Ids holding a trace, in order; an absent id restarts at the first.
     fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
         let buckets = self.buckets();
-        let start = match key {
-            None => 0,
-            Some(k) => {
-                let id = index_key(k)? as usize;
-                if buckets.get(id).is_some_and(Option::is_some) {
-                    id + 1
-                } else {
-                    0
-                }
-            }
+        let after = match key {
+            Some(k) => Some(index_key(k)?).filter(|id| buckets.contains_key(id)),
+            None => None,
         };
-        Ok((start..buckets.len())
-            .find(|&i| buckets[i].is_some())
-            .map(|i| (i as u32).to_le_bytes().to_vec()))
+        let next = match after {
+            None => buckets.keys().next(),
+            Some(id) => buckets.range(id + 1..).next().map(|(k, _)| k),
+        };
+        Ok(next.map(|id| id.to_le_bytes().to_vec()))
     }
 
     fn len(&self) -> usize {
-        self.buckets().iter().filter(|b| b.is_some()).count()
+        self.buckets().len()
     }
 
     fn memory_usage(&self) -> usize {
-        let buckets = self.buckets();
-        buckets.len() * std::mem::size_of::<Option<Bucket>>()
-            + buckets
-                .iter()
-                .flatten()
-                .map(|b| b.ips.len() * 8)
-                .sum::<usize>()
+        self.buckets().values().map(|b| b.ips.len() * 8 + 48).sum()
     }
 
     fn as_any(&self) -> &dyn Any {
