@@ -2014,3 +2014,29 @@ fn ns_pid_tgid_needs_the_threads_own_pid_namespace() {
     let r0 = "lddw %r1, 0\nlddw %r2, 0\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 8\ncall 120\nexit";
     assert_eq!(run_raw(r0, &mut []).unwrap(), EINVAL);
 }
+
+#[test]
+fn pid_tgid_is_right_in_a_forked_child() {
+    let prog = load("call 14\nexit", ProgType::Raw, vec![]);
+    // The parent's answer is cached for its thread; the child must not
+    // inherit it.
+    run(&prog, Input::Memory(&mut [])).unwrap();
+    // SAFETY: the child only runs the already loaded program (glibc's
+    // malloc is fork-safe) and leaves with _exit.
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0);
+    if child == 0 {
+        let got = run(&prog, Input::Memory(&mut [])).ok().map(|r| r.retval);
+        // SAFETY: plain syscalls in the child.
+        let want =
+            unsafe { (libc::getpid() as u64) << 32 | libc::syscall(libc::SYS_gettid) as u64 };
+        unsafe { libc::_exit(if got == Some(want) { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status:#x}"
+    );
+}

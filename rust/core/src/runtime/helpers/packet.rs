@@ -662,19 +662,6 @@ fn csum_fold(sum: u32) -> u16 {
     !(s as u16)
 }
 
-/// `csum_partial` over 4-byte multiples: the words as the CPU loads them.
-fn csum_partial(bytes: &[u8], seed: u32) -> u32 {
-    let mut sum = seed as u64;
-    for w in bytes.chunks(4) {
-        let mut word = [0u8; 4];
-        word[..w.len()].copy_from_slice(w);
-        sum += u32::from_ne_bytes(word) as u64;
-    }
-    let s = (sum & 0xffff_ffff) + (sum >> 32);
-    let s = (s & 0xffff_ffff) + (s >> 32);
-    s as u32
-}
-
 /// The 16-bit checksum field at `offset` from `data` for the replace
 /// helpers: `Err(errno)` if misplaced.
 fn csum_field(p: &Packet, offset: u64) -> Result<u64, i32> {
@@ -790,25 +777,40 @@ fn csum_diff(_: &Environment, mem: &mut HelperMemory<'_>, a: [u64; 5]) -> Result
     if (from_size | to_size) & 3 != 0 || from_size + to_size > 512 {
         return Ok(errno(EINVAL));
     }
-    let read = |addr: u64, size: u64, regs: &str| -> Result<Vec<u8>, HelperError> {
+    let read = |addr: u64, size: u64, regs: &str| -> Result<&[u8], HelperError> {
         if size == 0 {
-            return Ok(Vec::new());
+            return Ok(&[]);
         }
-        Ok(mem
-            .slice(addr, size)
-            .map_err(|_| {
-                fault(format!(
-                    "{helper}: {regs} (0x{addr:x}, {size} bytes) is not readable memory of the program"
-                ))
-            })?
-            .to_vec())
+        mem.slice(addr, size).map_err(|_| {
+            fault(format!(
+                "{helper}: {regs} (0x{addr:x}, {size} bytes) is not readable memory of the program"
+            ))
+        })
     };
-    let mut diff = read(from, from_size, "r1 (size r2)")?;
-    for b in diff.iter_mut() {
-        *b = !*b;
-    }
-    diff.extend(read(to, to_size, "r3 (size r4)")?);
-    Ok(csum_partial(&diff, a[4] as u32) as u64)
+    let removed = read(from, from_size, "r1 (size r2)")?;
+    let added = read(to, to_size, "r3 (size r4)")?;
+    // The kernel sums the complemented `from` words and the `to` words.
+    let sum = word_sum(removed, true) + word_sum(added, false) + a[4] as u32 as u64;
+    Ok(fold64(sum) as u64)
+}
+
+/// The sum of the 4-byte words of `bytes` as the CPU loads them
+/// (complemented when `invert`).
+fn word_sum(bytes: &[u8], invert: bool) -> u64 {
+    bytes
+        .chunks_exact(4)
+        .map(|w| {
+            let v = u32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
+            (if invert { !v } else { v }) as u64
+        })
+        .sum()
+}
+
+/// A 64-bit sum folded to 32 bits with end-around carries.
+fn fold64(sum: u64) -> u32 {
+    let s = (sum & 0xffff_ffff) + (sum >> 32);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    s as u32
 }
 
 /// `bpf_csum_update(skb, csum)`: only meaningful for CHECKSUM_COMPLETE

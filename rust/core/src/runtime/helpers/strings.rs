@@ -64,19 +64,15 @@ fn probe(mem: &mut HelperMemory<'_>, a: [u64; 5], helper: &str) -> Result<u64, H
     if size == 0 {
         return Ok(0);
     }
-    destination(mem, dst, size, helper)?;
-    let source = mem.slice(src, size).ok().map(<[u8]>::to_vec);
-    let out = destination(mem, dst, size, helper)?;
-    Ok(match source {
-        Some(bytes) => {
-            out.copy_from_slice(&bytes);
-            0
-        }
-        None => {
-            out.fill(0);
-            errno(EFAULT)
-        }
-    })
+    let out = destination(mem, dst, size, helper)?.as_mut_ptr();
+    let Some(from) = mem.map.translate(src, size, false) else {
+        destination(mem, dst, size, helper)?.fill(0);
+        return Ok(errno(EFAULT));
+    };
+    // SAFETY: both ranges were checked to be `size` bytes of the program's
+    // memory (the destination writable); `copy` allows them to overlap.
+    unsafe { std::ptr::copy(from, out, size as usize) };
+    Ok(0)
 }
 
 /// `bpf_probe_read*_str(dst, size, src)`: copies the string at `src` with

@@ -2,8 +2,10 @@
 //! `current` (its process id is the tgid, its thread id the pid, its name
 //! the comm).
 
+use std::cell::Cell;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Once;
 
 use crate::helpers::{HelperError, HelperMemory};
 use crate::runtime::Environment;
@@ -22,10 +24,43 @@ pub(super) const HELPERS: &[(u32, HelperFn)] = &[
 /// `TASK_COMM_LEN`.
 pub const TASK_COMM_LEN: usize = 16;
 
+thread_local! {
+    /// (tgid, tid) of this thread, asked of the OS once: the helpers are
+    /// called per event, and each is a system call.
+    static IDS: Cell<Option<(u32, u32)>> = const { Cell::new(None) };
+}
+
+/// A forked child is a new process whose one thread inherited the
+/// parent's cache.
+extern "C" fn forget_ids_after_fork() {
+    IDS.with(|ids| ids.set(None));
+}
+
+/// The calling thread's (process id, thread id): the kernel's tgid and pid.
+pub fn current_ids() -> (u32, u32) {
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only clears a thread-local cell.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_ids_after_fork)) };
+    });
+    IDS.with(|ids| {
+        ids.get().unwrap_or_else(|| {
+            // SAFETY: getpid and gettid have no preconditions.
+            let fresh = unsafe {
+                (
+                    libc::getpid() as u32,
+                    libc::syscall(libc::SYS_gettid) as u32,
+                )
+            };
+            ids.set(Some(fresh));
+            fresh
+        })
+    })
+}
+
 /// The calling thread's id (the kernel's `pid`).
 pub fn current_tid() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+    current_ids().1
 }
 
 /// The calling thread's name (the kernel's `comm`), without its NUL.
@@ -48,9 +83,8 @@ fn get_current_pid_tgid(
     _: &mut HelperMemory<'_>,
     _: [u64; 5],
 ) -> Result<u64, HelperError> {
-    // SAFETY: getpid has no preconditions.
-    let tgid = unsafe { libc::getpid() } as u32 as u64;
-    Ok(tgid << 32 | current_tid() as u64)
+    let (tgid, tid) = current_ids();
+    Ok((tgid as u64) << 32 | tid as u64)
 }
 
 fn get_current_uid_gid(
@@ -163,9 +197,8 @@ fn get_ns_current_pid_tgid(
         buf.fill(0);
         return Ok(errno(EINVAL));
     }
-    // SAFETY: getpid has no preconditions.
-    let tgid = unsafe { libc::getpid() } as u32;
-    buf[..4].copy_from_slice(&current_tid().to_ne_bytes());
+    let (tgid, tid) = current_ids();
+    buf[..4].copy_from_slice(&tid.to_ne_bytes());
     buf[4..].copy_from_slice(&tgid.to_ne_bytes());
     Ok(0)
 }
