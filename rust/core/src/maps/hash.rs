@@ -382,7 +382,10 @@ impl HashCore {
             self.lru_push_front(index);
         }
         let count = &self.region.header().count;
-        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        count.store(
+            count.load(Ordering::Relaxed).saturating_add(1),
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
