@@ -7,8 +7,8 @@
 //! them load, programs can look them up, and redirect helpers read them.
 //!
 //! This file also holds the storage pieces the other special maps share:
-//! [`SlotStore`] (values at stable addresses) and [`KeyedSlots`] (ordered
-//! byte keys to slots).
+//! [`SlotStore`] (values at stable addresses), [`KeyedSlots`] (ordered
+//! byte keys to slots) and [`LazyTable`] (arrays allocated as used).
 
 use std::alloc::{self, Layout};
 use std::any::Any;
