@@ -165,7 +165,7 @@ def test_kernel_accepts_fixed_twins(bug: str) -> None:
 # Verification runs in a child process with a time limit: a verifier that
 # runs away on a program (the kernel gives up after a million instructions)
 # must fail its test, not hang the whole test suite.
-VERIFY_TIMEOUT = 120.0
+VERIFY_TIMEOUT = 60.0
 
 _VERIFY_CHILD = """
 import json, sys
