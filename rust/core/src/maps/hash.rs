@@ -14,16 +14,19 @@
 //! is never released while the map lives: `lookup_ptr` pointers stay valid
 //! after a delete (a later insert may reuse the slot, as in the kernel).
 //!
-//! Writers take the region's lock. Program lookups in maps without an LRU
-//! list do not: they walk the chain optimistically and check the header's
-//! sequence count (bumped around every change to the chains or the free
-//! list) before trusting the result, falling back to the lock if a change
-//! got in the way; uncontended readers thus share no written cache line.
+//! Every operation takes the region's lock except program lookups in maps
+//! without an LRU list: those walk the chain optimistically and check the
+//! header's sequence count (bumped around every change to the chains or
+//! the free list) before trusting the result, falling back to the lock if a
+//! change got in the way, so readers on several threads share no written
+//! cache line. (User-space lookups keep the lock: values are updated in
+//! place, and the lock keeps a copy from being torn by a user update.)
 //! Key comparisons read whole 8-byte words (a key's padding is never
-//! written, so it stays zero). Writes are ordered so that a
-//! process killed in the middle of one leaves only a leaked slot or a stale
-//! count, never a broken chain: an element is filled before it is linked,
-//! and unlinked before it is freed. Whoever takes the lock over from a dead
+//! written, so it stays zero).
+//!
+//! Writes are ordered so that a process killed in the middle of one leaves
+//! only a leaked slot or a stale count, never a broken chain: an element is
+//! filled before it is linked, and unlinked before it is freed. Whoever takes the lock over from a dead
 //! process rebuilds the count, the free list and the LRU list from the
 //! bucket chains ([`HashCore::repair`]).
 
