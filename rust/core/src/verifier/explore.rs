@@ -44,13 +44,22 @@ pub(super) struct Hist {
     pub stack: u32,
 }
 
+/// `Hist::stack` flag: the access overwrote the whole slot.
+pub(super) const FULL_WRITE: u32 = 1 << 20;
+
 impl Hist {
     pub fn stack_slot(&self) -> Option<(u8, u8)> {
-        (self.stack != 0).then(|| (((self.stack - 1) >> 8) as u8, (self.stack - 1) as u8))
+        let v = self.stack & !FULL_WRITE;
+        (v != 0).then(|| (((v - 1) >> 8) as u8, (v - 1) as u8))
     }
 }
 
+const ALL_READ: [u64; MAX_CALL_FRAMES] = [u64::MAX; MAX_CALL_FRAMES];
+
 pub(super) struct Checkpoint {
+    /// Per frame, the stack slots some later path read before overwriting
+    /// (the kernel's stack liveness); others need not match when pruning.
+    pub read: [u64; MAX_CALL_FRAMES],
     /// `None` once evicted.
     pub state: Option<State>,
     /// The instructions from the parent checkpoint to this one.
@@ -157,13 +166,13 @@ impl<'a> Verifier<'a> {
             let Some(old) = &ck.state else { continue };
             if ck.branches > 0 {
                 if self.iter_point[pc] {
-                    if states_equal(old, st, &live, &mut self.ids, false) {
+                    if states_equal(old, st, &live, &ck.read, &mut self.ids, false) {
                         result = Some(Visit::Prune);
                         break;
                     }
                     widen_from = Some(ci);
-                } else if states_equal(old, st, &live, &mut self.ids, true)
-                    && states_equal(st, old, &live, &mut self.ids, true)
+                } else if states_equal(old, st, &live, &ALL_READ, &mut self.ids, true)
+                    && states_equal(st, old, &live, &ALL_READ, &mut self.ids, true)
                 {
                     self.explored[pc] = list;
                     return Err(VErr {
@@ -174,7 +183,7 @@ impl<'a> Verifier<'a> {
                 looping = true;
                 continue;
             }
-            if states_equal(old, st, &live, &mut self.ids, false) {
+            if states_equal(old, st, &live, &ck.read, &mut self.ids, false) {
                 self.ckpts[ci as usize].hits += 1;
                 result = Some(Visit::Prune);
                 prune_by = Some(ci);
@@ -197,14 +206,24 @@ impl<'a> Verifier<'a> {
         if let Some(v) = result {
             self.explored[pc] = list;
             if let Some(ci) = prune_by {
-                // The pruned path relied on the old state's precise values.
+                // The pruned path relied on the old state's precise values
+                // and will read what the old state's future read.
                 if let Some(old) = self.ckpts[ci as usize].state.clone() {
                     self.propagate_precision(&old);
                 }
+                let read = self.ckpts[ci as usize].read;
+                for (k, &m) in read.iter().enumerate() {
+                    if m != 0 {
+                        self.mark_stack_read(k, m);
+                    }
+                }
             } else {
-                // Pruned against an ancestor (a repeated callback): be
-                // conservative about what that relied on.
+                // Pruned against an ancestor (a repeated callback) whose
+                // future is not fully known yet: assume it needs everything.
                 self.mark_all_from(self.cur_parent);
+                for k in 0..MAX_CALL_FRAMES {
+                    self.mark_stack_read(k, u64::MAX);
+                }
             }
             return Ok(v);
         }
@@ -234,6 +253,7 @@ impl<'a> Verifier<'a> {
         self.ckpts.push(Checkpoint {
             state: Some(stored),
             hist: std::mem::take(&mut self.cur_hist),
+            read: [0; MAX_CALL_FRAMES],
             all_precise: false,
             branches: 1,
             parent,
@@ -247,6 +267,46 @@ impl<'a> Verifier<'a> {
         self.live_states += 1;
         self.stats.peak_states = self.stats.peak_states.max(self.live_states);
         Ok(Visit::Continue(Some(id)))
+    }
+
+    /// Stack slots `mask` of frame `frame` are read now: every stored state
+    /// since they were last overwritten must keep them when pruning.
+    pub fn mark_stack_read(&mut self, frame: usize, mut mask: u64) {
+        if frame >= MAX_CALL_FRAMES {
+            return;
+        }
+        let screen = |e: &Hist, mask: &mut u64| {
+            if e.stack & FULL_WRITE != 0 {
+                if let Some((f, sl)) = e.stack_slot() {
+                    if f as usize == frame && sl < 64 {
+                        *mask &= !(1u64 << sl);
+                    }
+                }
+            }
+        };
+        for e in self.cur_hist.iter().rev() {
+            screen(e, &mut mask);
+            if mask == 0 {
+                return;
+            }
+        }
+        let mut ck = self.cur_parent;
+        while let Some(c) = ck {
+            let ckpt = &mut self.ckpts[c as usize];
+            let new = mask & !ckpt.read[frame];
+            if new == 0 {
+                return;
+            }
+            ckpt.read[frame] |= new;
+            mask = new;
+            for e in ckpt.hist.iter().rev() {
+                screen(e, &mut mask);
+                if mask == 0 {
+                    return;
+                }
+            }
+            ck = ckpt.parent;
+        }
     }
 
     fn finish_path(&mut self, mut parent: Option<u32>) {

@@ -2,7 +2,7 @@
 //! alignment, initialisation and writability; the stack's per-byte model
 //! with spilled registers; legacy packet loads.
 
-use super::explore::{VResult, Verifier};
+use super::explore::{VResult, Verifier, FULL_WRITE};
 use super::log::type_name;
 use super::scalar::Scalar;
 use super::state::{Frame, Reg, RegType, StackByte, State, STACK_SLOTS};
@@ -449,7 +449,13 @@ impl Verifier<'_> {
                     format!("misaligned stack access off {off}+0+0 size {size}"),
                 );
             }
-            self.last_stack = 1 + ((frameno as u32) << 8 | Frame::locate(off).0 as u32);
+            let slot = Frame::locate(off).0;
+            self.last_stack = 1 + ((frameno as u32) << 8 | slot as u32);
+            match access {
+                Access::Write(_) if size == 8 => self.last_stack |= FULL_WRITE,
+                Access::Read => self.mark_stack_read(frameno, 1u64 << slot),
+                _ => {}
+            }
             let frame = &mut st.frames[frameno];
             return match access {
                 Access::Write(v) => {
@@ -513,6 +519,8 @@ impl Verifier<'_> {
                 Ok(None)
             }
             Access::Read => {
+                self.mark_stack_read(frameno, slots_mask(min, max + size as i64));
+                let frame = &st.frames[frameno];
                 let mut all_zero = true;
                 for o in min..max + size as i64 {
                     match frame.byte(o) {
@@ -600,6 +608,9 @@ impl Verifier<'_> {
                             ptr.off as i64 + v.smin
                         ),
                     );
+                }
+                if need_init {
+                    self.mark_stack_read(frameno, slots_mask(lo, hi));
                 }
                 let frame = &mut st.frames[frameno];
                 if need_init {
@@ -691,6 +702,20 @@ impl Verifier<'_> {
             ),
         }
     }
+}
+
+/// The slots covering frame offsets `[lo, hi)`.
+fn slots_mask(lo: i64, hi: i64) -> u64 {
+    if hi <= lo {
+        return 0;
+    }
+    let first = Frame::locate(hi - 1).0;
+    let last = Frame::locate(lo).0.min(63);
+    let mut m = 0u64;
+    for s in first..=last {
+        m |= 1 << s;
+    }
+    m
 }
 
 /// A fixed-offset stack write (alignment already checked, so the bytes lie

@@ -362,8 +362,12 @@ pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap, exact: bool) -> bool {
     }
 }
 
-fn stacksafe(old: &Frame, cur: &Frame, ids: &mut IdMap, exact: bool) -> bool {
+fn stacksafe(old: &Frame, cur: &Frame, ids: &mut IdMap, exact: bool, read: u64) -> bool {
     for (i, os) in old.stack.iter().enumerate() {
+        if i >= 64 || read & (1 << i) == 0 {
+            // Never read (before being overwritten) after the old state.
+            continue;
+        }
         let cs = cur.slot(i);
         let mut need_spill = false;
         for b in 0..8 {
@@ -397,7 +401,15 @@ fn stacksafe(old: &Frame, cur: &Frame, ids: &mut IdMap, exact: bool) -> bool {
 /// The kernel's `states_equal`: whether `cur` is subsumed by `old`.
 /// `live` gives, per frame (outermost first), the registers that may be
 /// read later; dead ones are not compared.
-pub fn states_equal(old: &State, cur: &State, live: &[u16], ids: &mut IdMap, exact: bool) -> bool {
+/// `read` gives, per frame, the stack slots read after `old` (bit per slot).
+pub fn states_equal(
+    old: &State,
+    cur: &State,
+    live: &[u16],
+    read: &[u64],
+    ids: &mut IdMap,
+    exact: bool,
+) -> bool {
     ids.clear();
     if old.frames.len() != cur.frames.len() || old.lock != cur.lock {
         return false;
@@ -420,7 +432,8 @@ pub fn states_equal(old: &State, cur: &State, live: &[u16], ids: &mut IdMap, exa
                 return false;
             }
         }
-        if !stacksafe(of, cf, ids, exact) {
+        let read_mask = read.get(k).copied().unwrap_or(u64::MAX);
+        if !stacksafe(of, cf, ids, exact, read_mask) {
             return false;
         }
     }
