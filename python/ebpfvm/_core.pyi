@@ -1,6 +1,7 @@
 """Type stubs for the Rust extension module ``ebpfvm._core``."""
 
 import os
+import pathlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -143,7 +144,7 @@ class Map:
     @property
     def num_cpus(self) -> int: ...
     @property
-    def pin_path(self) -> str | None: ...
+    def pin_path(self) -> pathlib.Path | None: ...
     @property
     def memory_usage(self) -> int: ...
     @property
