@@ -2040,3 +2040,142 @@ fn pid_tgid_is_right_in_a_forked_child() {
         "status {status:#x}"
     );
 }
+
+// --- objects compiled by clang ------------------------------------------------------
+
+/// `program` of the example object `name`, loaded with the object's maps.
+fn load_example(
+    name: &str,
+    program: &str,
+    set: &[(&str, &[u8])],
+) -> (Arc<LoadedProgram>, ebpfvm_core::elf::Object, Vec<Arc<Map>>) {
+    let path = format!("{}/../../examples/bpf/{name}.o", env!("CARGO_MANIFEST_DIR"));
+    let mut obj = ebpfvm_core::elf::Object::parse(&std::fs::read(path).unwrap()).unwrap();
+    for &(var, value) in set {
+        let spec = obj
+            .maps
+            .iter_mut()
+            .find(|m| m.vars().iter().any(|v| v.name == var))
+            .unwrap();
+        spec.set_var(var, value).unwrap();
+    }
+    let maps = runtime::object::create_maps(&obj, None).unwrap();
+    let p = obj.program(program).unwrap();
+    let t = p.prog_type.unwrap();
+    let code = p.program.as_ref().unwrap();
+    let prepared = runtime::prepare(code, t, &maps).unwrap();
+    let env = Environment::new(maps.clone());
+    let exe = Executable::new(
+        Arc::new(prepared),
+        LoadOptions {
+            helpers: kernel_helpers(&env),
+            input_may_move: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let loaded = Arc::new(LoadedProgram {
+        id: runtime::next_program_id(),
+        name: program.into(),
+        prog_type: t,
+        runner: Arc::new(exe),
+        regions: runtime::map_regions(&maps),
+        env,
+    });
+    (loaded, obj, maps)
+}
+
+#[test]
+fn clang_built_ring_buffer_producers_record_what_the_kernel_would() {
+    let (xdp, obj, maps) = load_example("ringbuf_events", "xdp_sampler", &[]);
+    let events = &maps[obj.map_index("events").unwrap()];
+    let stats = &maps[obj.map_index("stats").unwrap()];
+    let pkt = udp_packet(IP_SRC, IP_DST, 1234, 53);
+    let mut ctx = vec![0u8; 24];
+    ctx[12..16].copy_from_slice(&3u32.to_ne_bytes()); // ingress_ifindex
+    ctx[16..20].copy_from_slice(&1u32.to_ne_bytes()); // rx_queue_index
+    let before = clock(libc::CLOCK_MONOTONIC);
+    let r = run_packet(&xdp, &pkt, Some(&ctx));
+    let after = clock(libc::CLOCK_MONOTONIC);
+    assert_eq!(r.retval, 2); // XDP_PASS
+    let recs = records(events);
+    assert_eq!(recs.len(), 1);
+    let rec = &recs[0];
+    let u32_at = |o: usize| u32::from_ne_bytes(rec[o..o + 4].try_into().unwrap());
+    assert_eq!(
+        (u32_at(0), u32_at(4), u32_at(8), u32_at(12)),
+        (2, pkt.len() as u32, 3, 1)
+    );
+    let ts = u64::from_ne_bytes(rec[16..24].try_into().unwrap());
+    assert!(before <= ts && ts <= after);
+    assert_eq!(&rec[24..38], &pkt[..14]);
+    // A runt frame: the record is discarded and counted.
+    let r = run_packet(&xdp, &pkt[..10], None);
+    assert_eq!(r.retval, 1); // XDP_DROP
+    assert!(records(events).is_empty());
+    assert_eq!(
+        stats.lookup(&1u32.to_ne_bytes()).unwrap(),
+        1u64.to_ne_bytes()
+    );
+
+    let (tp, obj, maps) = load_example("ringbuf_events", "trace_openat", &[]);
+    let events = &maps[obj.map_index("events").unwrap()];
+    // struct sys_enter_ctx: common, id, args[6].
+    let mut tp_ctx = vec![0u8; 64];
+    tp_ctx[8..16].copy_from_slice(&257i64.to_ne_bytes());
+    tp_ctx[16..24].copy_from_slice(&(-100i64).to_ne_bytes());
+    tp_ctx[32..40].copy_from_slice(&0o2000000u64.to_ne_bytes());
+    let out = std::thread::Builder::new()
+        .name("openat-tracer".into())
+        .spawn(move || {
+            let r = cpu::with_cpu(1, || run(&tp, Input::Context(&tp_ctx)).unwrap());
+            // SAFETY: plain syscalls.
+            let ids = unsafe {
+                (
+                    libc::syscall(libc::SYS_gettid) as u32,
+                    libc::getpid() as u32,
+                )
+            };
+            (r.retval, ids, cpu::with_cpu(1, cpu::current_cpu))
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let (retval, (tid, pid), this_cpu) = out;
+    assert_eq!(retval, 0);
+    let recs = records(events);
+    assert_eq!(recs.len(), 1);
+    let rec = &recs[0];
+    let u32_at = |o: usize| u32::from_ne_bytes(rec[o..o + 4].try_into().unwrap());
+    let i64_at = |o: usize| i64::from_ne_bytes(rec[o..o + 8].try_into().unwrap());
+    assert_eq!(
+        (u32_at(0), u32_at(4), u32_at(8), u32_at(12)),
+        (1, tid, pid, this_cpu)
+    );
+    assert_eq!((i64_at(24), i64_at(32), i64_at(40)), (257, -100, 0o2000000));
+    assert_eq!(&rec[48..64], b"openat-tracer\0\0\0");
+}
+
+#[test]
+fn clang_built_bpf_printk_reaches_the_trace_pipe() {
+    let _g = trace_lock();
+    trace::take_lines(None);
+    let (prog, _, _) = load_example(
+        "globals_calls",
+        "count_globals",
+        &[("scale", &2u32.to_ne_bytes()), ("verbose", &[1])],
+    );
+    for len in [60, 61] {
+        assert_eq!(run_packet(&prog, &frame(len), None).retval, 2);
+    }
+    let lines = my_trace_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].ends_with("bpf_trace_printk: ebpfvm: len=60 weighted=120"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].ends_with("bpf_trace_printk: ebpfvm: len=61 weighted=122"),
+        "{lines:?}"
+    );
+}
