@@ -125,6 +125,7 @@ fn registered_ids_are_the_kernels() {
         "xdp_load_bytes",
         "xdp_store_bytes",
         "skb_adjust_room",
+        "skb_change_proto",
         "redirect_neigh",
         "redirect_peer",
         "dynptr_from_mem",
@@ -2178,4 +2179,39 @@ fn clang_built_bpf_printk_reaches_the_trace_pipe() {
         lines[1].ends_with("bpf_trace_printk: ebpfvm: len=61 weighted=122"),
         "{lines:?}"
     );
+}
+
+#[test]
+fn skb_change_proto_makes_room_for_the_other_ip_header() {
+    let v4 = udp_packet(IP_SRC, IP_DST, 1234, 53);
+    let change = |proto: u16, flags: u32| {
+        load(
+            &format!(
+                "mov %r2, {}\nmov %r3, {flags}\ncall 31\nexit",
+                proto.to_be()
+            ),
+            ProgType::SchedCls,
+            vec![],
+        )
+    };
+    let r = run_packet(&change(0x86dd, 0), &v4, None);
+    assert_eq!(r.retval, 0);
+    assert_eq!(r.data, [&v4[..14], &[0; 20][..], &v4[14..]].concat());
+    assert_eq!(vlan_fields(&r.ctx).3, 0x86dd);
+    assert_eq!(
+        u32::from_ne_bytes(r.ctx[..4].try_into().unwrap()) as usize,
+        v4.len() + 20
+    );
+
+    // And back: a 6-to-4 translation drops 20 bytes after the MAC header.
+    let mut v6 = v4.clone();
+    v6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+    let r = run_packet(&change(0x0800, 0), &v6, None);
+    assert_eq!(r.retval, 0);
+    assert_eq!(r.data, [&v6[..14], &v6[34..]].concat());
+    assert_eq!(vlan_fields(&r.ctx).3, 0x0800);
+
+    let enotsupp = -524i64 as u64;
+    assert_eq!(run_packet(&change(0x0800, 0), &v4, None).retval, enotsupp);
+    assert_eq!(run_packet(&change(0x86dd, 1), &v4, None).retval, EINVAL);
 }

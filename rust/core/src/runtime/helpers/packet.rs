@@ -32,6 +32,7 @@ pub(super) const HELPERS: &[(u32, HelperFn)] = &[
     (23, redirect),
     (26, skb_load_bytes),
     (28, csum_diff),
+    (31, skb_change_proto),
     (32, skb_change_type),
     (34, get_hash_recalc),
     (38, skb_change_tail),
@@ -527,6 +528,54 @@ fn skb_adjust_room(
         zero_packet(p.data + off, diff);
     }
     p.data_meta = p.data;
+    commit(mem, state, p);
+    Ok(0)
+}
+
+/// `bpf_skb_change_proto(skb, proto, flags)`: IPv4 <-> IPv6 translation
+/// room: 20 zero bytes inserted after the MAC header (4 to 6) or the 20
+/// bytes there removed (6 to 4); the program writes the new headers. The
+/// protocol changes and the flow hash is cleared; other pairs are
+/// `-ENOTSUPP`.
+fn skb_change_proto(
+    _: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+) -> Result<u64, HelperError> {
+    let (state, mut p) = packet_of(mem, a[0], "bpf_skb_change_proto", false)?;
+    let (to, flags) = (a[1] as u16, a[2]);
+    if flags != 0 {
+        return Ok(errno(EINVAL));
+    }
+    const GROWTH: u64 = 40 - 20;
+    let from = load_ctx_u32(state, SKB_PROTOCOL) as u16;
+    let (ipv4, ipv6) = (be16(0x0800), be16(0x86dd));
+    let grow = match (from, to) {
+        (f, t) if f == ipv4 && t == ipv6 => true,
+        (f, t) if f == ipv6 && t == ipv4 => false,
+        _ => return Ok(errno(ENOTSUPP)),
+    };
+    if p.data != mac_header(state, &p) || p.len() < ETH_HLEN {
+        return Ok(errno(ENOTSUPP));
+    }
+    let mac = read_packet(p.data, ETH_HLEN);
+    if grow {
+        if p.data - p.buf < GROWTH {
+            return Ok(errno(ENOMEM));
+        }
+        p.data -= GROWTH;
+        write_packet(p.data, &mac);
+        zero_packet(p.data + ETH_HLEN, GROWTH);
+    } else {
+        if ETH_HLEN + GROWTH > p.len() {
+            return Ok(errno(ENOMEM));
+        }
+        p.data += GROWTH;
+        write_packet(p.data, &mac);
+    }
+    p.data_meta = p.data;
+    store_ctx_u32(state, SKB_PROTOCOL, to as u32);
+    store_ctx_u32(state, SKB_HASH, 0);
     commit(mem, state, p);
     Ok(0)
 }
