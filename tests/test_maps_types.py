@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import enum
 import errno
 
 import ebpfvm
+import numpy as np
 import pytest
 from ebpfvm import maps
 
@@ -238,3 +240,23 @@ def test_byte_arrays_take_bytes() -> None:
     assert m[0].dmac == [2, 0xAA, 0, 0, 0, 1] and m[0].port == 7
     with pytest.raises(ebpfvm.MapError, match="has 6 elements, got 7 bytes"):
         m[0] = {"dmac": bytes(7)}
+
+
+def test_int_maps_take_any_int_like_key() -> None:
+    class Proto(enum.IntEnum):
+        TCP = 6
+
+    m = maps.HashMap("u32", "i64", 8, name="ints")
+    m[np.uint32(6)] = np.int64(-5)
+    assert m[Proto.TCP] == -5 and m[6] == -5 and Proto.TCP in m
+    m[True] = 1  # bool is an int, as for struct.pack
+    assert m[1] == 1
+    assert m.core.lookup((6).to_bytes(4, "little")) == (-5).to_bytes(8, "little", signed=True)
+    with pytest.raises(TypeError, match="ints"):
+        m[1.5] = 0
+    with pytest.raises(TypeError, match="ints"):
+        m[1] = "x"
+    with pytest.raises(ebpfvm.MapError, match=r"map 'ints'.*-2\b.*out of range for u32"):
+        m.get(-2)
+    assert m.get(7, "dflt") == "dflt"
+    assert 2**40 not in m

@@ -15,9 +15,9 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from ebpfvm._core import IntMapView, MapError
 from ebpfvm._core import Map as CoreMap
-from ebpfvm._core import MapError
-from ebpfvm.maps._codec import Codec, check_iterable, make_codec, map_error
+from ebpfvm.maps._codec import Codec, IntCodec, check_iterable, make_codec, map_error
 
 __all__ = ["BPF_ANY", "BPF_EXIST", "BPF_F_LOCK", "BPF_NOEXIST", "KeyValueMap", "Map"]
 
@@ -284,6 +284,16 @@ class KeyValueMap(Map, MutableMapping[Any, Any]):
         # for scalar values.
         self._kpack = key_codec.fast_encode
         self._vpack, self._vunpack = self._value_fast_paths()
+        # Integer keys and values (u32 -> u64, ...): one call into Rust.
+        self._ints: IntMapView | None = None
+        if (
+            type(self)._value_fast_paths is KeyValueMap._value_fast_paths
+            and isinstance(key_codec, IntCodec)
+            and isinstance(value_codec, IntCodec)
+            and key_codec.size in (1, 2, 4, 8)
+            and value_codec.size in (1, 2, 4, 8)
+        ):
+            self._ints = IntMapView(core, key_codec.signed, value_codec.signed)
         self._lookup = core.lookup
         self._update = core.update
         self._delete = core.delete
@@ -320,7 +330,24 @@ class KeyValueMap(Map, MutableMapping[Any, Any]):
 
     # --- single elements ------------------------------------------------------
 
+    def _int_failure(self, key: Any, value: Any = _missing) -> None:
+        """Raises the checked encoders' explanation of why the fast integer
+        path refused ``key`` (or ``value``)."""
+        self._kenc(key)
+        if value is not _missing:
+            self._venc(value)
+
     def __getitem__(self, key: Any) -> Any:
+        ints = self._ints
+        if ints is not None:
+            try:
+                n = ints.get(key)
+            except (TypeError, OverflowError):
+                self._int_failure(key)
+                raise
+            if n is None:
+                raise KeyError(key)
+            return n
         try:
             k = self._kpack(key)
         except Exception:
@@ -334,6 +361,14 @@ class KeyValueMap(Map, MutableMapping[Any, Any]):
         return self._vdec(v)
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        ints = self._ints
+        if ints is not None:
+            try:
+                ints.set(key, value)
+            except (TypeError, OverflowError):
+                self._int_failure(key, value)
+                raise
+            return
         try:
             k = self._kpack(key)
             v = self._vpack(value)
@@ -347,6 +382,12 @@ class KeyValueMap(Map, MutableMapping[Any, Any]):
             raise KeyError(key)
 
     def __contains__(self, key: object) -> bool:
+        ints = self._ints
+        if ints is not None:
+            try:
+                return ints.contains(key)
+            except (TypeError, OverflowError):
+                return False  # a key of the wrong type or size is not in the map
         try:
             k = self._kpack(key)
         except Exception:
@@ -357,6 +398,14 @@ class KeyValueMap(Map, MutableMapping[Any, Any]):
         return self._lookup(k) is not None
 
     def get(self, key: Any, default: Any = None) -> Any:
+        ints = self._ints
+        if ints is not None:
+            try:
+                n = ints.get(key)
+            except (TypeError, OverflowError):
+                self._int_failure(key)
+                raise
+            return default if n is None else n
         try:
             k = self._kpack(key)
         except Exception:

@@ -614,6 +614,132 @@ fn parse_map_type(obj: &Bound<'_, PyAny>) -> PyResult<MapType> {
     )))
 }
 
+/// How an integer key or value is laid out: little-endian, 1, 2, 4 or 8
+/// bytes, signed or not.
+#[derive(Clone, Copy)]
+struct IntLayout {
+    size: usize,
+    signed: bool,
+}
+
+impl IntLayout {
+    fn new(size: usize, signed: bool) -> PyResult<IntLayout> {
+        if !matches!(size, 1 | 2 | 4 | 8) {
+            return Err(PyValueError::new_err(format!(
+                "integer keys and values are 1, 2, 4 or 8 bytes, not {size}"
+            )));
+        }
+        Ok(IntLayout { size, signed })
+    }
+
+    /// `obj` as `size` little-endian bytes (in an 8-byte buffer);
+    /// TypeError or OverflowError for anything else (the Python view then
+    /// explains the problem with the map's name).
+    fn encode(&self, obj: &Bound<'_, PyAny>) -> PyResult<[u8; 8]> {
+        let bits = self.size as u32 * 8;
+        let out_of_range = || pyo3::exceptions::PyOverflowError::new_err("out of range");
+        let raw = if self.signed {
+            let v: i64 = obj.extract()?;
+            if bits < 64 && !(-(1i64 << (bits - 1))..(1i64 << (bits - 1))).contains(&v) {
+                return Err(out_of_range());
+            }
+            v as u64
+        } else {
+            let v: u64 = obj.extract()?;
+            if bits < 64 && v >> bits != 0 {
+                return Err(out_of_range());
+            }
+            v
+        };
+        Ok(raw.to_le_bytes())
+    }
+
+    fn decode<'py>(&self, py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyAny> {
+        let mut buf = [0u8; 8];
+        let n = self.size.min(bytes.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
+        let raw = u64::from_le_bytes(buf);
+        let shift = 64 - self.size as u32 * 8;
+        if self.signed {
+            let Ok(v) = (((raw << shift) as i64) >> shift).into_pyobject(py);
+            v.into_any()
+        } else {
+            let Ok(v) = raw.into_pyobject(py);
+            v.into_any()
+        }
+    }
+}
+
+/// A map seen with integer keys and values (the common `u32 -> u64`
+/// case): `m[k]` of a typed view is one call, with no bytes objects.
+#[pyclass(frozen, module = "ebpfvm._core", name = "IntMapView")]
+pub struct IntMapView {
+    map: Arc<Map>,
+    key: IntLayout,
+    value: IntLayout,
+}
+
+#[pymethods]
+impl IntMapView {
+    #[new]
+    fn new(map: PyRef<'_, PyMap>, key_signed: bool, value_signed: bool) -> PyResult<IntMapView> {
+        let def = map.inner.def();
+        if map.inner.user_value_size() != def.value_size as usize {
+            return Err(PyValueError::new_err(format!(
+                "map '{}': per-CPU values are not single integers",
+                def.name
+            )));
+        }
+        Ok(IntMapView {
+            key: IntLayout::new(def.key_size as usize, key_signed)?,
+            value: IntLayout::new(def.value_size as usize, value_signed)?,
+            map: map.inner.clone(),
+        })
+    }
+
+    /// The value of `key`, or None.
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let k = self.key.encode(key)?;
+        guard(py, || match self.map.lookup(&k[..self.key.size]) {
+            Ok(v) => Ok(Some(self.value.decode(py, &v))),
+            Err(CoreMapError::NotFound) => Ok(None),
+            Err(e) => Err(map_error(py, self.map.name(), &e)),
+        })
+    }
+
+    /// Whether `key` is present.
+    fn contains(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let k = self.key.encode(key)?;
+        guard(py, || match self.map.lookup(&k[..self.key.size]) {
+            Ok(_) => Ok(true),
+            Err(CoreMapError::NotFound) => Ok(false),
+            Err(e) => Err(map_error(py, self.map.name(), &e)),
+        })
+    }
+
+    /// Stores `value` for `key` with update `flags`.
+    #[pyo3(signature = (key, value, flags = 0))]
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        flags: u64,
+    ) -> PyResult<()> {
+        let k = self.key.encode(key)?;
+        let v = self.value.encode(value)?;
+        guard(py, || {
+            self.map
+                .update(&k[..self.key.size], &v[..self.value.size], flags)
+                .map_err(|e| map_error(py, self.map.name(), &e))
+        })
+    }
+}
+
 /// An array map's value storage exported through the buffer protocol. It
 /// holds the map, so the memory stays valid while any view of it exists.
 #[pyclass(frozen, module = "ebpfvm._core", name = "MapMemory")]
@@ -1042,6 +1168,7 @@ fn num_cpus() -> usize {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMap>()?;
     m.add_class::<MapMemory>()?;
+    m.add_class::<IntMapView>()?;
     m.add_class::<RingBufferConsumer>()?;
     m.add_class::<PerfBufferConsumer>()?;
     m.add_function(wrap_pyfunction!(set_num_cpus, m)?)?;
