@@ -159,7 +159,10 @@ impl Verifier<'_> {
             again.cur_mut().regs[0] = Reg::NOT_INIT;
             self.push_frame(&mut again, callee.callsite, callee.func_start, cb.args)?;
             if let Some(f) = again.frames.last_mut() {
-                f.callback = Some(cb);
+                f.callback = Some(Callback {
+                    iteration: cb.iteration.saturating_add(1),
+                    ..cb
+                });
             }
             return Ok(Flow::Fork {
                 other: Box::new(again),
@@ -263,6 +266,7 @@ impl Verifier<'_> {
                 ret_min,
                 ret_max,
                 args,
+                iteration: 0,
             };
             if id == TIMER_SET_CALLBACK {
                 // Runs later on its own: verified as a separate program
@@ -376,7 +380,9 @@ impl Verifier<'_> {
     ) -> VResult<Reg> {
         Ok(match proto.ret {
             RetKind::Integer => Reg::unknown(),
-            RetKind::Void => Reg::NOT_INIT,
+            // Our helpers always leave some value in r0 (the kernel leaves
+            // it uninitialised; PREVAIL reads it as a number).
+            RetKind::Void => Reg::unknown(),
             RetKind::PtrToMapValueOrNull | RetKind::PtrToMapValue => {
                 let Some(m) = meta.map else {
                     return self.err(

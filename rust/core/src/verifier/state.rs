@@ -199,6 +199,15 @@ pub struct Callback {
     pub ret_max: i64,
     /// The callback's arguments on re-entry (the helper calls it again).
     pub args: [Reg; 5],
+    /// How many times the path re-entered it: repeating a callback is not
+    /// an infinite loop, the helper bounds it.
+    pub iteration: u32,
+}
+
+impl Callback {
+    fn same_site(&self, other: &Callback) -> bool {
+        self.ret_min == other.ret_min && self.ret_max == other.ret_max && self.args == other.args
+    }
 }
 
 impl Frame {
@@ -418,7 +427,12 @@ pub fn states_equal(
         return false;
     }
     for (of, cf) in old.frames.iter().zip(&cur.frames) {
-        if of.callsite != cur_callsite(cf) || of.callback != cf.callback {
+        let same_callback = match (&of.callback, &cf.callback) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.same_site(b) && (!exact || a.iteration == b.iteration),
+            _ => false,
+        };
+        if of.callsite != cur_callsite(cf) || !same_callback {
             return false;
         }
     }
