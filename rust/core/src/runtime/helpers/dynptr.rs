@@ -153,6 +153,7 @@ fn ringbuf_reserve_dynptr(
 ) -> Result<u64, HelperError> {
     let helper = "bpf_ringbuf_reserve_dynptr";
     let m = ring(env, a[0], helper)?;
+    let rb = as_ring(&m, helper)?;
     let (size, flags, out) = (a[1] as u32 as u64, a[2], a[3]);
     store(mem, out, Dynptr::default(), helper, "r4")?;
     if flags != 0 {
@@ -161,7 +162,7 @@ fn ringbuf_reserve_dynptr(
     if size > DYNPTR_MAX_SIZE {
         return Ok(errno(E2BIG));
     }
-    let Some(record) = as_ring(&m).reserve(size) else {
+    let Some(record) = rb.reserve(size) else {
         return Ok(errno(EINVAL));
     };
     // SAFETY: as for bpf_ringbuf_reserve: the record stays mapped while the

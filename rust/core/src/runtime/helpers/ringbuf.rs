@@ -25,27 +25,25 @@ pub(super) const HELPERS: &[(u32, HelperFn)] = &[
 const EINVAL: i32 = 22;
 const EAGAIN: i32 = 11;
 
+/// The ring buffer in r1 (`m`, kept alive by the caller).
 pub(super) fn ring<'e>(
     env: &'e Environment,
     handle: u64,
     helper: &str,
 ) -> Result<MapRef<'e>, HelperError> {
-    let m = env
-        .map(handle)
-        .ok_or_else(|| fault(format!("{helper}: r1 (0x{handle:x}) is not a map")))?;
-    if m.downcast::<RingBuf>().is_none() {
-        return Err(fault(format!(
+    env.map(handle)
+        .ok_or_else(|| fault(format!("{helper}: r1 (0x{handle:x}) is not a map")))
+}
+
+/// `m` as a ring buffer, or a fault naming the helper.
+pub(super) fn as_ring<'m>(m: &'m MapRef<'_>, helper: &str) -> Result<&'m RingBuf, HelperError> {
+    m.downcast::<RingBuf>().ok_or_else(|| {
+        fault(format!(
             "{helper}: map '{}' in r1 is a {}, not a ringbuf",
             m.name(),
             m.map_type()
-        )));
-    }
-    Ok(m)
-}
-
-pub(super) fn as_ring<'m>(m: &'m MapRef<'_>) -> &'m RingBuf {
-    m.downcast::<RingBuf>()
-        .expect("checked to be a ring buffer by `ring`")
+        ))
+    })
 }
 
 /// `bpf_ringbuf_output(ringbuf, data, size, flags)`: 0, `-EAGAIN` when the
@@ -57,6 +55,7 @@ fn ringbuf_output(
 ) -> Result<u64, HelperError> {
     let helper = "bpf_ringbuf_output";
     let m = ring(env, a[0], helper)?;
+    let rb = as_ring(&m, helper)?;
     let size = a[2];
     let data = mem.slice(a[1], size).map_err(|_| {
         fault(format!(
@@ -67,7 +66,7 @@ fn ringbuf_output(
     if a[3] & !(BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP) != 0 {
         return Ok(errno(EINVAL));
     }
-    Ok(match as_ring(&m).output(data, a[3]) {
+    Ok(match rb.output(data, a[3]) {
         Ok(()) => 0,
         Err(MapError::NoSpace) => errno(EAGAIN),
         Err(e) => errno(e.errno()),
@@ -82,10 +81,11 @@ fn ringbuf_reserve(
     a: [u64; 5],
 ) -> Result<u64, HelperError> {
     let m = ring(env, a[0], "bpf_ringbuf_reserve")?;
+    let rb = as_ring(&m, "bpf_ringbuf_reserve")?;
     if a[2] != 0 {
         return Ok(0);
     }
-    let Some(record) = as_ring(&m).reserve(a[1]) else {
+    let Some(record) = rb.reserve(a[1]) else {
         return Ok(0);
     };
     // SAFETY: the record stays mapped while the ring lives (the program's
@@ -160,5 +160,5 @@ fn ringbuf_query(
     a: [u64; 5],
 ) -> Result<u64, HelperError> {
     let m = ring(env, a[0], "bpf_ringbuf_query")?;
-    Ok(as_ring(&m).query(a[1]))
+    Ok(as_ring(&m, "bpf_ringbuf_query")?.query(a[1]))
 }
