@@ -25,7 +25,7 @@ pub(super) const HELPERS: &[(u32, HelperFn)] = &[
 const EINVAL: i32 = 22;
 const EAGAIN: i32 = 11;
 
-/// The ring buffer in r1 (`m`, kept alive by the caller).
+/// The map in r1; [`as_ring`] checks that it is a ring buffer.
 pub(super) fn ring<'e>(
     env: &'e Environment,
     handle: u64,
