@@ -698,6 +698,27 @@ fn ringbuf_submit_rejects_forged_and_repeated_pointers() {
     let prog = load(twice, ProgType::Raw, vec![rb.clone()]);
     let err = run(&prog, Input::Memory(&mut [])).unwrap_err();
     assert!(err.reason.contains("already submitted"), "{}", err.reason);
+    // A committed record is no longer the program's to write.
+    for commit in [132, 133] {
+        let after = format!(
+            "
+            lddw %r1, map_idx 0
+            mov %r2, 8
+            mov %r3, 0
+            call 131
+            jeq %r0, 0, +6
+            mov %r6, %r0
+            mov %r1, %r6
+            mov %r2, 0
+            call {commit}
+            stdw [%r6], 7
+            mov %r0, 1
+            exit"
+        );
+        let prog = load(&after, ProgType::Raw, vec![rb.clone()]);
+        let err = run(&prog, Input::Memory(&mut [])).unwrap_err();
+        assert!(err.reason.contains("out of bounds"), "{}", err.reason);
+    }
     // A map that is not a ring buffer.
     let array = Map::create(MapDef::new(MapType::Array, 4, 8, 1)).unwrap();
     let wrong = "lddw %r1, map_idx 0\nmov %r2, 1\ncall 134\nexit";

@@ -196,7 +196,7 @@ fn commit_dynptr(
             a[0]
         )));
     }
-    commit_record(env, d.data, a[1], discard, helper, "the dynptr's data")?;
+    commit_record(env, mem, d.data, a[1], discard, helper, "the dynptr's data")?;
     store(mem, a[0], Dynptr::default(), helper, "r1")?;
     Ok(0)
 }

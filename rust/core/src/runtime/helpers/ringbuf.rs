@@ -6,9 +6,13 @@
 //! fault, never a corrupted ring.
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::helpers::{HelperError, HelperMemory};
-use crate::maps::ringbuf::{RingBuf, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+use crate::maps::ringbuf::{
+    RingBuf, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT,
+    BPF_RINGBUF_HDR_SZ,
+};
 use crate::maps::MapError;
 use crate::runtime::{Environment, MapRef};
 
@@ -99,6 +103,7 @@ fn ringbuf_reserve(
 /// program's ring buffers that holds it as a reserved record.
 pub(super) fn commit_record(
     env: &Environment,
+    mem: &mut HelperMemory<'_>,
     ptr: u64,
     flags: u64,
     discard: bool,
@@ -119,6 +124,7 @@ pub(super) fn commit_record(
             rb.submit(record, flags)
         };
         if done.is_ok() {
+            revoke_record(mem, record);
             return Ok(());
         }
     }
@@ -127,29 +133,49 @@ pub(super) fn commit_record(
     )))
 }
 
-fn commit(env: &Environment, a: [u64; 5], discard: bool) -> Result<u64, HelperError> {
+/// Ends the program's access to a record it committed (the kernel's
+/// verifier forbids touching it afterwards): the grant made at reserve
+/// time, found by the length in the record's header.
+fn revoke_record(mem: &mut HelperMemory<'_>, record: NonNull<u8>) {
+    // SAFETY: the ring accepted `record`, so its 8-byte aligned header lies
+    // just before it inside the ring's mapping; producers update it
+    // atomically.
+    let header =
+        unsafe { AtomicU32::from_ptr(record.as_ptr().sub(BPF_RINGBUF_HDR_SZ as usize).cast()) };
+    // Consumed and reused already, the header names another length and
+    // nothing is revoked: the record then stays accessible, as before.
+    let len = header.load(Ordering::Acquire) & !(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+    mem.revoke(record.as_ptr(), len as usize);
+}
+
+fn commit(
+    env: &Environment,
+    mem: &mut HelperMemory<'_>,
+    a: [u64; 5],
+    discard: bool,
+) -> Result<u64, HelperError> {
     let helper = if discard {
         "bpf_ringbuf_discard"
     } else {
         "bpf_ringbuf_submit"
     };
-    commit_record(env, a[0], a[1], discard, helper, "r1").map(|()| 0)
+    commit_record(env, mem, a[0], a[1], discard, helper, "r1").map(|()| 0)
 }
 
 fn ringbuf_submit(
     env: &Environment,
-    _: &mut HelperMemory<'_>,
+    mem: &mut HelperMemory<'_>,
     a: [u64; 5],
 ) -> Result<u64, HelperError> {
-    commit(env, a, false)
+    commit(env, mem, a, false)
 }
 
 fn ringbuf_discard(
     env: &Environment,
-    _: &mut HelperMemory<'_>,
+    mem: &mut HelperMemory<'_>,
     a: [u64; 5],
 ) -> Result<u64, HelperError> {
-    commit(env, a, true)
+    commit(env, mem, a, true)
 }
 
 /// `bpf_ringbuf_query(ringbuf, flags)`: available data, ring size,
