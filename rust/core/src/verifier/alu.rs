@@ -209,8 +209,10 @@ impl Verifier<'_> {
                     && dst.frame == src.frame
                     && dst.map == src.map));
         if !is64 {
-            if op == ALU_SUB && same_space {
-                // A 32-bit distance between two pointers into one object.
+            if op == ALU_SUB {
+                // A 32-bit difference involving a pointer is some number (the
+                // kernel allows it for privileged programs: e.g. the low
+                // halves of data_end and data give the packet length).
                 let mut v = Scalar::unknown();
                 v.zext32();
                 return Ok(Reg::scalar(v));
