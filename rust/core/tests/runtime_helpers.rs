@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ebpfvm_core::asm::assemble;
 use ebpfvm_core::error::ExecError;
 use ebpfvm_core::interp::{Executable, LoadOptions};
-use ebpfvm_core::kernel::helper_protos::helper_id;
+use ebpfvm_core::kernel::helper_protos::{helper_id, proto};
 use ebpfvm_core::maps::perf_event_array::PerfEventArray;
 use ebpfvm_core::maps::ringbuf::RingBuf;
 use ebpfvm_core::maps::{cpu, Map, MapDef, MapType};
@@ -149,6 +149,11 @@ fn registered_ids_are_the_kernels() {
     ] {
         let id = helper_id(name).unwrap_or_else(|| panic!("the kernel has no helper {name}"));
         assert!(reg.contains(id), "{name} (id {id}) is not registered");
+    }
+    // Everything registered has a prototype the verifier can check calls
+    // against.
+    for id in reg.ids() {
+        assert!(proto(id).is_some(), "helper {id} has no prototype");
     }
 }
 
