@@ -581,3 +581,207 @@ fn log_level_two_shows_kernel_syntax() {
         v.log
     );
 }
+
+#[test]
+fn pruning_makes_independent_branches_linear() {
+    // Twenty branches on unknown packet-independent values that no check
+    // depends on: 2^20 paths without pruning.
+    let mut src = String::from("mov %r6, 0\n");
+    for k in 0..20 {
+        src += &format!("ldxb %r2, [%r1+{k}]\njeq %r2, 7, l{k}\nadd %r6, 1\nl{k}:\n");
+    }
+    src += "mov %r0, 0\nexit\n";
+    let v = accept(&src, RAW, &[]);
+    assert!(v.stats.insns_processed < 1000, "{:?}", v.stats);
+    // The same, but the counter becomes a memory offset at the end: every
+    // value still has to be covered, and it is in bounds (r6 <= 20 < 64).
+    let mut src = String::from("mov %r6, 0\n");
+    for k in 0..20 {
+        src += &format!("ldxb %r2, [%r1+{k}]\njeq %r2, 7, l{k}\nadd %r6, 1\nl{k}:\n");
+    }
+    src += "mov %r3, %r1\nadd %r3, %r6\nldxb %r0, [%r3+0]\nexit\n";
+    accept(&src, RAW, &[]);
+    // One more increment than the buffer allows is caught on the longest path.
+    let mut src = String::from("mov %r6, 44\n");
+    for k in 0..20 {
+        src += &format!("ldxb %r2, [%r1+{k}]\njeq %r2, 7, l{k}\nadd %r6, 1\nl{k}:\n");
+    }
+    src += "mov %r3, %r1\nadd %r3, %r6\nldxb %r0, [%r3+0]\nexit\n";
+    let e = check(&src, RAW, &[]).unwrap_err();
+    assert!(
+        e.message
+            .contains("invalid access to memory, mem_size=64 off=64 size=1"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn variable_index_into_map_value_needs_bounds() {
+    let maps = [MapDef::new(MapType::Array, 4, 64, 1).named("arr")];
+    let lookup = "stw [%r10-4], 0
+        mov %r2, %r10
+        add %r2, -4
+        lddw %r1, map_idx 0
+        call 1
+        jeq %r0, 0, out
+        ldxb %r3, [%r0+0]
+        ";
+    // Index checked against the value size.
+    accept(
+        &format!("{lookup}jgt %r3, 63, out\nadd %r0, %r3\nldxb %r0, [%r0+0]\nexit\nout: mov %r0, 0\nexit"),
+        XDP,
+        &maps,
+    );
+    // Off by one.
+    reject(
+        &format!("{lookup}jgt %r3, 64, out\nadd %r0, %r3\nldxb %r0, [%r0+0]\nexit\nout: mov %r0, 0\nexit"),
+        XDP,
+        &maps,
+        10,
+        "invalid access to map value, value_size=64 off=64 size=1",
+    );
+    // Masking works as well as comparing.
+    accept(
+        &format!(
+            "{lookup}and %r3, 24\nadd %r0, %r3\nldxdw %r0, [%r0+32]\nexit\nout: mov %r0, 0\nexit"
+        ),
+        XDP,
+        &maps,
+    );
+}
+
+#[test]
+fn null_check_in_every_form() {
+    let maps = [hash_map()];
+    let lookup = "stw [%r10-4], 0
+        mov %r2, %r10
+        add %r2, -4
+        lddw %r1, map_idx 0
+        call 1
+        ";
+    for check in [
+        "jne %r0, 0, ok\nja out",
+        "mov %r1, 0\njne %r0, %r1, ok\nja out",
+        "mov %r1, 0\njeq %r1, %r0, out\nja ok",
+    ] {
+        accept(
+            &format!("{lookup}{check}\nok: ldxw %r0, [%r0+0]\nexit\nout: mov %r0, 0\nexit"),
+            XDP,
+            &maps,
+        );
+    }
+    // Pointer arithmetic before the null check is refused.
+    reject(
+        &format!("{lookup}add %r0, 4\nmov %r0, 0\nexit"),
+        XDP,
+        &maps,
+        6,
+        "R0 pointer arithmetic on map_value_or_null prohibited, null-check it first",
+    );
+}
+
+#[test]
+fn variable_offset_stack_access() {
+    // Writes at a variable offset initialise a whole range; reads need it all.
+    accept(
+        "stdw [%r10-16], 0
+         stdw [%r10-8], 0
+         ldxb %r2, [%r1+0]
+         and %r2, 8
+         mov %r3, %r10
+         add %r3, -16
+         add %r3, %r2
+         ldxdw %r0, [%r3+0]
+         exit",
+        RAW,
+        &[],
+    );
+    reject(
+        "stdw [%r10-8], 0
+         ldxb %r2, [%r1+0]
+         and %r2, 8
+         mov %r3, %r10
+         add %r3, -16
+         add %r3, %r2
+         ldxdw %r0, [%r3+0]
+         exit",
+        RAW,
+        &[],
+        6,
+        "invalid variable-offset read from stack R3 off -16 size 8",
+    );
+}
+
+#[test]
+fn atomics_only_on_stack_and_map_values() {
+    accept(
+        "stdw [%r10-8], 1
+         mov %r2, 5
+         lock add [%r10-8], %r2
+         mov %r0, 1
+         lock cmpxchg [%r10-8], %r2
+         exit",
+        RAW,
+        &[],
+    );
+    reject(
+        "mov %r2, 1\nlock add [%r1+8], %r2\nmov %r0, 0\nexit",
+        XDP,
+        &[],
+        1,
+        "BPF_ATOMIC stores into R1 ctx is not allowed",
+    );
+    // The old value comes back in the source register as a scalar.
+    reject(
+        "stdw [%r10-8], 1
+         mov %r2, 5
+         lock fetch add [%r10-8], %r2
+         ldxdw %r0, [%r2+0]
+         exit",
+        RAW,
+        &[],
+        3,
+        "R2 invalid mem access 'scalar'",
+    );
+}
+
+#[test]
+fn log_level_one_shows_only_the_failing_path() {
+    let src = "ldxb %r2, [%r1+0]
+        jeq %r2, 1, bad
+        mov %r0, 0
+        exit
+        bad:
+        ldxdw %r0, [%r10-8]
+        exit";
+    let opts = VerifyOptions {
+        raw_input_size: 64,
+        log_level: 1,
+        line_info: &[(4, "prog.c:12: return *uninit;".to_string())],
+        ..VerifyOptions::default()
+    };
+    let e = verify(&program(src), &opts).unwrap_err();
+    assert_eq!(e.pc, Some(4));
+    assert!(e.log.contains("from 1 to 4: "), "{}", e.log);
+    assert!(
+        e.log
+            .contains("; prog.c:12: return *uninit;\n4: (79) r0 = *(u64 *)(r10 -8)"),
+        "{}",
+        e.log
+    );
+    assert!(
+        e.log.contains("invalid read from stack off -8+0 size 8"),
+        "{}",
+        e.log
+    );
+    // The path that exited fine is not in the log.
+    assert!(!e.log.contains("3: (95) exit"), "{}", e.log);
+    assert!(e.log.contains("processed "), "{}", e.log);
+    // Level 0: no log at all.
+    let quiet = VerifyOptions {
+        raw_input_size: 64,
+        ..VerifyOptions::default()
+    };
+    assert_eq!(verify(&program(src), &quiet).unwrap_err().log, "");
+}
