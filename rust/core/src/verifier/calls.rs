@@ -259,7 +259,7 @@ impl Verifier<'_> {
                 }
             });
         }
-        let r0 = self.return_value(st, pc, id, proto, &meta, &first_arg)?;
+        let r0 = self.return_value(st, pc, proto, &meta, &first_arg)?;
         *st.reg_mut(0) = r0;
         if let (Some(target), Some((args, ret_min, ret_max))) = (meta.callback, cb_args) {
             let cb = Callback {
@@ -373,7 +373,6 @@ impl Verifier<'_> {
         &mut self,
         st: &mut State,
         pc: usize,
-        id: u32,
         proto: &HelperProto,
         meta: &CallMeta,
         first_arg: &Reg,
@@ -469,10 +468,12 @@ impl Verifier<'_> {
                 ..Reg::pointer(RegType::Mem)
             },
         })
-        .map(|r| {
-            let _ = id;
-            r
-        })
+    }
+
+    /// The constant in `regno`, which now has to stay exact.
+    fn precise_const(&mut self, st: &State, regno: u8) -> Option<u64> {
+        self.mark_precise(st.frameno(), 1 << regno);
+        st.reg(regno).v.const_value()
     }
 
     fn arg_type_err<T>(&self, pc: usize, regno: u8, reg: &Reg, expected: &str) -> VResult<T> {
@@ -606,10 +607,7 @@ impl Verifier<'_> {
                 }
                 Ok(())
             }
-            ArgKind::ConstAllocSizeOrZero => match {
-                self.mark_precise(st.frameno(), 1 << regno);
-                reg.v.const_value()
-            } {
+            ArgKind::ConstAllocSizeOrZero => match self.precise_const(st, regno) {
                 Some(c) if reg.is_scalar() && c < super::alu::MAX_VAR_OFF as u64 => {
                     meta.alloc_size = Some(c);
                     Ok(())

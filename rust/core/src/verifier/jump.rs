@@ -599,7 +599,7 @@ mod tests {
             };
             let (a, b) = (
                 mk(&av),
-                if rng.next() % 3 == 0 {
+                if rng.next().is_multiple_of(3) {
                     Scalar::constant(bv[0])
                 } else {
                     mk(&bv)

@@ -688,7 +688,7 @@ mod tests {
             ];
             let e = edges[(self.next() % edges.len() as u64) as usize];
             let d = self.next() % 8;
-            if self.next() % 2 == 0 {
+            if self.next().is_multiple_of(2) {
                 e.wrapping_add(d)
             } else {
                 e.wrapping_sub(d)
@@ -771,7 +771,7 @@ mod tests {
             let (a, av) = sample(&mut rng);
             let (mut b, mut bv) = sample(&mut rng);
             let op = ops[(rng.next() % ops.len() as u64) as usize];
-            if matches!(op, AluOp::Lsh | AluOp::Rsh | AluOp::Arsh) && rng.next() % 2 == 0 {
+            if matches!(op, AluOp::Lsh | AluOp::Rsh | AluOp::Arsh) && rng.next().is_multiple_of(2) {
                 let s = rng.next() % 64;
                 b = Scalar::constant(s);
                 bv = vec![s];

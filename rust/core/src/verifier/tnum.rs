@@ -17,6 +17,8 @@ impl fmt::Debug for Tnum {
     }
 }
 
+// `add`/`sub`/`mul` are abstract (wrapping) operations, not `std::ops`.
+#[allow(clippy::should_implement_trait)]
 impl Tnum {
     pub const UNKNOWN: Tnum = Tnum {
         value: 0,
