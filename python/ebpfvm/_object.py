@@ -241,7 +241,7 @@ class Object:
         progs: dict[str, ObjectProgram] = {}
         self.load_errors: dict[str, str] = {}
         for p in elf.programs():
-            if p["section"] == ".text":
+            if p["subprogram"]:
                 # Functions in .text are subprograms (BPF-to-BPF call
                 # targets), as libbpf treats them, not programs.
                 continue

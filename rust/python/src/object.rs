@@ -164,6 +164,7 @@ impl PyElfObject {
                     d.set_item("section", &p.section)?;
                     d.set_item("prog_type", p.prog_type.map(|t| t.name()))?;
                     d.set_item("insns", p.insns.len())?;
+                    d.set_item("subprogram", p.subprogram)?;
                     d.set_item("error", p.program.as_ref().err().map(|e| e.to_string()))?;
                     Ok(d)
                 })
