@@ -108,6 +108,6 @@ def test_raw_bytes_of_any_size_never_crash(key: bytes, value: bytes) -> None:
     else:
         assert ok and m[key] == value
     with pytest.raises(ebpfvm.MapError):
-        m.core.update(key + b"x", value)
+        m.core.update(key if len(key) != 8 else key + b"x", value)
     with pytest.raises(ebpfvm.MapError, match="8-byte keys, got 9 bytes"):
         m.core.lookup(b"\0" * 9)
