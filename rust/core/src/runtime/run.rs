@@ -233,6 +233,26 @@ fn drive(
     primary: Primary,
 ) -> Result<(u64, u64, u32), ExecError> {
     let state_ptr: *mut RunState = state;
+    let mark = super::helpers::run_mark();
+    let mut chain = Vec::new();
+    let r = drive_from(prog, state_ptr, r1, r2, fixed, primary, &mut chain);
+    // SAFETY: every program of the run is alive (`prog` and the tail-called
+    // ones in `chain`), and with them the maps whose locks and records are
+    // cleaned up.
+    unsafe { super::helpers::end_run(&mark) };
+    drop(chain);
+    r
+}
+
+fn drive_from(
+    prog: &Arc<LoadedProgram>,
+    state_ptr: *mut RunState,
+    r1: u64,
+    r2: u64,
+    fixed: &[Region],
+    primary: Primary,
+    chain: &mut Vec<Arc<LoadedProgram>>,
+) -> Result<(u64, u64, u32), ExecError> {
     let mut current = prog.clone();
     let mut stack = MaybeUninit::<[u64; STACK_BYTES / 8]>::uninit();
     let mut regions = Vec::with_capacity(fixed.len() + current.regions.len());
@@ -273,6 +293,7 @@ fn drive(
                 current = st.tail_call.take().ok_or_else(|| {
                     ExecError::new(e.pc, FaultKind::HelperFailed, "tail call without a target")
                 })?;
+                chain.push(current.clone());
             }
             Err(e) => return Err(e),
         }

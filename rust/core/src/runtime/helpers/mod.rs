@@ -62,6 +62,33 @@ fn add(reg: &mut HelperRegistry, env: &Arc<Environment>, id: u32, f: HelperFn) {
     .expect("kernel helper ids are small");
 }
 
+/// What a run may leave behind if it ends without cleaning up (as an
+/// unverified or faulting program may): taken where the run starts.
+pub struct RunMark {
+    locks: usize,
+    records: usize,
+}
+
+/// The mark of a run about to start on this thread.
+pub fn run_mark() -> RunMark {
+    RunMark {
+        locks: sync::held_count(),
+        records: ringbuf::reserved_count(),
+    }
+}
+
+/// Ends a run that started at `mark`: releases the spin locks it still
+/// holds and discards the ring-buffer records it never committed (the
+/// kernel's verifier makes programs do both; unverified ones may not).
+///
+/// # Safety
+/// The maps the run used must still be alive.
+pub unsafe fn end_run(mark: &RunMark) {
+    // SAFETY: forwarded from the caller.
+    unsafe { sync::release_held_since(mark.locks) };
+    ringbuf::discard_reserved_since(mark.records);
+}
+
 /// The run's state, when the program runs as its type (`None` for runs
 /// through the plain-memory entry points).
 fn run_state<'m>(mem: &HelperMemory<'m>) -> Option<&'m mut RunState> {

@@ -5,15 +5,17 @@
 //! as reserved and not yet committed, so a forged or repeated pointer is a
 //! fault, never a corrupted ring.
 
+use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use crate::helpers::{HelperError, HelperMemory};
 use crate::maps::ringbuf::{
     RingBuf, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT,
     BPF_RINGBUF_HDR_SZ,
 };
-use crate::maps::MapError;
+use crate::maps::{Map, MapError};
 use crate::runtime::{Environment, MapRef};
 
 use super::{errno, fault, HelperFn};
@@ -25,6 +27,35 @@ pub(super) const HELPERS: &[(u32, HelperFn)] = &[
     (133, ringbuf_discard),
     (134, ringbuf_query),
 ];
+
+thread_local! {
+    /// Records reserved by programs on this thread and not yet committed:
+    /// discarded when their run ends (a faulting run must not leave a
+    /// busy record that blocks the ring's consumer for good).
+    static RESERVED: RefCell<Vec<(Arc<Map>, usize)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many records are outstanding (a run's starting mark).
+pub(super) fn reserved_count() -> usize {
+    RESERVED.with(|r| r.borrow().len())
+}
+
+/// Discards the records reserved since `mark` and still outstanding;
+/// returns how many.
+pub(super) fn discard_reserved_since(mark: usize) -> usize {
+    let left: Vec<(Arc<Map>, usize)> = RESERVED.with(|r| {
+        let mut r = r.borrow_mut();
+        let from = mark.min(r.len());
+        r.drain(from..).collect()
+    });
+    for (m, ptr) in &left {
+        if let (Some(rb), Some(p)) = (m.downcast::<RingBuf>(), NonNull::new(*ptr as *mut u8)) {
+            // Already committed through another path: the ring refuses it.
+            let _ = rb.discard(p, 0);
+        }
+    }
+    left.len()
+}
 
 const EINVAL: i32 = 22;
 const EAGAIN: i32 = 11;
@@ -96,6 +127,11 @@ fn ringbuf_reserve(
     // environment keeps it alive for the run) and is the program's alone
     // until it is submitted or discarded.
     unsafe { mem.grant(record.as_ptr(), a[1] as usize, true) };
+    let owner: Arc<Map> = match &m {
+        MapRef::Own(a) => Arc::clone(a),
+        MapRef::Other(a) => Arc::clone(a),
+    };
+    RESERVED.with(|r| r.borrow_mut().push((owner, record.as_ptr() as usize)));
     Ok(record.as_ptr() as u64)
 }
 
@@ -125,6 +161,7 @@ pub(super) fn commit_record(
         };
         if done.is_ok() {
             revoke_record(mem, record);
+            RESERVED.with(|r| r.borrow_mut().retain(|&(_, p)| p != ptr as usize));
             return Ok(());
         }
     }

@@ -31,6 +31,30 @@ thread_local! {
     static HELD: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
+/// How many locks this thread holds (a run's starting mark).
+pub(super) fn held_count() -> usize {
+    HELD.with(|h| h.borrow().len())
+}
+
+/// Releases the locks taken since `mark` and still held (a run that ended,
+/// or faulted, without unlocking); returns how many.
+///
+/// # Safety
+/// The locks' map values must still be alive (the run's maps are).
+pub(super) unsafe fn release_held_since(mark: usize) -> usize {
+    let left: Vec<u64> = HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        let from = mark.min(h.len());
+        h.drain(from..).collect()
+    });
+    for &addr in &left {
+        // SAFETY: taken by spin_lock on 4 aligned writable bytes of a map
+        // value that is still alive (the caller's contract).
+        unsafe { AtomicU32::from_ptr(addr as *mut u32) }.store(0, Ordering::Release);
+    }
+    left.len()
+}
+
 /// The lock word at `addr`: 4 writable, 4-byte aligned bytes of the
 /// program's memory.
 fn lock_word<'m>(
