@@ -145,21 +145,24 @@ impl PyMap {
         Ok(len / size)
     }
 
-    /// Every key, in iteration order, each once. A map changed while it is
-    /// walked yields each key present throughout exactly once; the walk is
-    /// bounded even if a concurrent delete makes `next_key` start over.
-    fn collect_keys(&self) -> Result<Vec<Vec<u8>>, CoreMapError> {
+    /// Every key, concatenated in iteration order, each once. A map changed
+    /// while it is walked yields each key present throughout exactly once;
+    /// the walk is bounded even if a concurrent delete makes `next_key`
+    /// start over.
+    fn collect_keys(&self) -> Result<Vec<u8>, CoreMapError> {
         let map = &self.inner;
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let key_size = map.def().key_size as usize;
+        let mut keys: Vec<u8> = Vec::with_capacity(map.len() * key_size);
+        let mut seen: HashSet<Vec<u8>> = HashSet::with_capacity(map.len());
         let mut cursor: Option<Vec<u8>> = None;
         let limit = 4 * (map.def().max_entries as usize + map.len() + 1);
         for _ in 0..limit {
             match map.next_key(cursor.as_deref())? {
                 None => break,
                 Some(k) => {
-                    if seen.insert(k.clone()) {
-                        keys.push(k.clone());
+                    if !seen.contains(&k) {
+                        keys.extend_from_slice(&k);
+                        seen.insert(k.clone());
                     }
                     cursor = Some(k);
                 }
@@ -317,7 +320,7 @@ impl PyMap {
     /// Every key, concatenated (`key_size` bytes each), in iteration order.
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let keys = guard(py, || self.collect_keys().map_err(|e| self.err(py, &e)))?;
-        Ok(PyBytes::new(py, &keys.concat()))
+        Ok(PyBytes::new(py, &keys))
     }
 
     /// Every entry as `(keys, values)`, each concatenated; per-CPU values
@@ -326,9 +329,11 @@ impl PyMap {
     fn items<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
         let (keys, values) = guard(py, || {
             let keys = self.collect_keys().map_err(|e| self.err(py, &e))?;
-            let mut kept = Vec::with_capacity(keys.len() * self.inner.def().key_size as usize);
-            let mut values = Vec::with_capacity(keys.len() * self.inner.user_value_size());
-            for k in &keys {
+            let key_size = (self.inner.def().key_size as usize).max(1);
+            let mut kept = Vec::with_capacity(keys.len());
+            let mut values =
+                Vec::with_capacity(keys.len() / key_size * self.inner.user_value_size());
+            for k in keys.chunks_exact(key_size) {
                 match self.inner.lookup(k) {
                     Ok(v) => {
                         kept.extend_from_slice(k);
