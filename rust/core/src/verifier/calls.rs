@@ -10,6 +10,7 @@ use super::state::{Callback, Frame, RefState, Reg, RegType, State};
 use crate::isa::*;
 use crate::kernel::helper_protos::{self, ArgKind, HelperProto, RetKind};
 use crate::maps::{MapDef, MapType, BPF_F_RDONLY_PROG};
+use crate::progtype::ProgType;
 
 /// `Reg::map` bit marking the inner map of a map-of-maps entry.
 pub(super) const INNER_MAP: u32 = 1 << 31;
@@ -124,6 +125,18 @@ impl Verifier<'_> {
                         type_name(&r0)
                     ),
                 );
+            }
+            if let Some((lo, hi)) = return_range(self.opts.prog_type) {
+                self.mark_precise(0, 1);
+                if r0.v.smin < lo || r0.v.smax > hi {
+                    return self.err(
+                        pc,
+                        format!(
+                            "At program exit the register R0 has smin={} smax={} should have been in [{lo}, {hi}]",
+                            r0.v.smin, r0.v.smax
+                        ),
+                    );
+                }
             }
             return Ok(Flow::End);
         }
@@ -723,6 +736,20 @@ impl Verifier<'_> {
                 ),
             ),
         }
+    }
+}
+
+/// Return values the kernel allows at program exit (`check_return_code`),
+/// for the program types whose callers interpret them as verdicts.
+fn return_range(t: ProgType) -> Option<(i64, i64)> {
+    use ProgType::*;
+    match t {
+        CgroupSockAddr | CgroupSock | CgroupDevice | CgroupSysctl | CgroupSockopt | SkLookup => {
+            Some((0, 1))
+        }
+        // Egress programs may also return congestion notification bits.
+        CgroupSkb => Some((0, 3)),
+        _ => None,
     }
 }
 
