@@ -522,3 +522,126 @@ pub fn widen(old: &State, cur: &State) -> Option<State> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn precise(v: Scalar) -> Reg {
+        Reg {
+            precise: true,
+            ..Reg::scalar(v)
+        }
+    }
+
+    fn state(regs: &[(usize, Reg)]) -> State {
+        let mut f = Frame::new(usize::MAX, 0, 0);
+        for &(r, reg) in regs {
+            f.regs[r] = reg;
+        }
+        State {
+            frames: vec![f],
+            refs: Vec::new(),
+            lock: None,
+        }
+    }
+
+    #[test]
+    fn scalars_are_compared_by_containment_when_precise() {
+        let mut ids = IdMap::default();
+        let old = precise(Scalar::up_to(10));
+        assert!(regsafe(
+            &old,
+            &Reg::scalar(Scalar::urange(2, 5)),
+            &mut ids,
+            false
+        ));
+        assert!(!regsafe(
+            &old,
+            &Reg::scalar(Scalar::up_to(11)),
+            &mut ids,
+            false
+        ));
+        // Imprecise: any scalar, but never a pointer.
+        let loose = Reg::scalar(Scalar::up_to(10));
+        assert!(regsafe(&loose, &Reg::unknown(), &mut ids, false));
+        assert!(!regsafe(&loose, &Reg::unknown(), &mut ids, true));
+        assert!(!regsafe(
+            &loose,
+            &Reg::pointer(RegType::Ctx),
+            &mut ids,
+            false
+        ));
+        // Uninitialised in the old state: nothing was read, anything goes.
+        assert!(regsafe(
+            &Reg::NOT_INIT,
+            &Reg::pointer(RegType::Ctx),
+            &mut ids,
+            false
+        ));
+        assert!(!regsafe(&Reg::unknown(), &Reg::NOT_INIT, &mut ids, false));
+    }
+
+    #[test]
+    fn packet_pointers_need_at_least_the_old_range() {
+        let mut ids = IdMap::default();
+        let old = Reg {
+            range: 10,
+            ..Reg::pointer(RegType::Packet)
+        };
+        let more = Reg { range: 14, ..old };
+        let less = Reg { range: 8, ..old };
+        assert!(regsafe(&old, &more, &mut ids, false));
+        ids.clear();
+        assert!(!regsafe(&old, &less, &mut ids, false));
+    }
+
+    #[test]
+    fn ids_must_map_one_to_one() {
+        let p = |id| Reg {
+            id,
+            maybe_null: true,
+            ..Reg::pointer(RegType::MapValue)
+        };
+        // Old: r6 and r7 are copies of one pointer; current: two pointers.
+        let old = state(&[(6, p(1)), (7, p(1))]);
+        let split = state(&[(6, p(5)), (7, p(6))]);
+        let same = state(&[(6, p(9)), (7, p(9))]);
+        let live = [u16::MAX];
+        let read = [u64::MAX];
+        let mut ids = IdMap::default();
+        assert!(!states_equal(&old, &split, &live, &read, &mut ids, false));
+        assert!(states_equal(&old, &same, &live, &read, &mut ids, false));
+        // Dead registers are not compared.
+        let live_r6 = [1u16 << 6 | 1 << 10];
+        assert!(states_equal(&old, &split, &live_r6, &read, &mut ids, false));
+    }
+
+    #[test]
+    fn stack_slots_never_read_again_are_ignored() {
+        let mut old = state(&[]);
+        old.frames[0].slot_mut(0).bytes = [StackByte::Misc; 8];
+        let cur = state(&[]);
+        let live = [u16::MAX];
+        let mut ids = IdMap::default();
+        assert!(!states_equal(&old, &cur, &live, &[1], &mut ids, false));
+        assert!(states_equal(&old, &cur, &live, &[0], &mut ids, false));
+        // Initialised data covers zeros, not the other way round.
+        let mut zero = state(&[]);
+        zero.frames[0].slot_mut(0).bytes = [StackByte::Zero; 8];
+        assert!(states_equal(&old, &zero, &live, &[1], &mut ids, false));
+        assert!(!states_equal(&zero, &old, &live, &[1], &mut ids, false));
+    }
+
+    #[test]
+    fn widening_covers_both_states() {
+        let a = state(&[(3, Reg::constant(1)), (4, Reg::pointer(RegType::Ctx))]);
+        let b = state(&[(3, Reg::constant(2)), (4, Reg::pointer(RegType::Ctx))]);
+        let w = widen(&a, &b).expect("same shape");
+        let live = [u16::MAX];
+        let read = [u64::MAX];
+        let mut ids = IdMap::default();
+        assert!(states_equal(&w, &a, &live, &read, &mut ids, true));
+        assert!(states_equal(&w, &b, &live, &read, &mut ids, true));
+    }
+}
