@@ -8,6 +8,23 @@
 //! An accepted program cannot fault in the checked interpreter: no
 //! out-of-bounds access, no uninitialised read, no null dereference, no
 //! unbounded loop.
+//!
+//! Files: `tnum`/`scalar` (known bits and bounds), `state` (registers,
+//! stack, frames, subsumption), `alu`, `jump` (branch refinement, packet
+//! ranges, null checks), `memory` (loads, stores, atomics per pointer
+//! type), `calls` (helpers, BPF-to-BPF calls, callbacks, exit), `explore`
+//! (depth-first walk, pruning, loop detection, limits), `precision` and
+//! `liveness` (what pruning may ignore), `log` (kernel-format log).
+//!
+//! Pruning is as the kernel's: a state is only compared with states whose
+//! exploration has finished; scalars are compared only where some later
+//! check depended on them (precision marks found by walking the path back),
+//! stack slots only where they are read again, registers only where live.
+//! Differences from the kernel, on purpose: pointers may not be stored
+//! outside the stack (into maps, packets, helper inputs), which the kernel
+//! allows privileged programs; helpers without a return value leave a
+//! scalar in r0; callbacks re-entered by their helper are widened so the
+//! iteration converges.
 
 mod alu;
 mod calls;
