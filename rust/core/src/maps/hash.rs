@@ -385,8 +385,12 @@ impl HashCore {
             self.lru_push_front(index);
         }
         let count = &self.region.header().count;
+        // Only a damaged file could push it past max_entries.
         count.store(
-            count.load(Ordering::Relaxed).saturating_add(1),
+            count
+                .load(Ordering::Relaxed)
+                .saturating_add(1)
+                .min(self.max_entries),
             Ordering::Relaxed,
         );
         Ok(())
