@@ -785,3 +785,115 @@ fn log_level_one_shows_only_the_failing_path() {
     };
     assert_eq!(verify(&program(src), &quiet).unwrap_err().log, "");
 }
+
+#[test]
+fn spin_locks_must_pair() {
+    let maps = [MapDef::new(MapType::Array, 4, 16, 1).named("locked")];
+    let lookup = "stw [%r10-4], 0
+        mov %r2, %r10
+        add %r2, -4
+        lddw %r1, map_idx 0
+        call 1
+        jeq %r0, 0, out
+        mov %r6, %r0
+        mov %r1, %r6
+        call 93
+        ";
+    accept(
+        &format!("{lookup}stdw [%r6+8], 1\nmov %r1, %r6\ncall 94\nout: mov %r0, 0\nexit"),
+        XDP,
+        &maps,
+    );
+    reject(
+        &format!("{lookup}out: mov %r0, 0\nexit"),
+        XDP,
+        &maps,
+        11,
+        "bpf_spin_unlock is missing",
+    );
+    reject(
+        &format!("{lookup}call 5\nmov %r1, %r6\ncall 94\nout: mov %r0, 0\nexit"),
+        XDP,
+        &maps,
+        10,
+        "function calls are not allowed while holding a lock",
+    );
+}
+
+#[test]
+fn tail_call_continues_on_failure_and_checks_the_map() {
+    let maps = [
+        MapDef::new(MapType::ProgArray, 4, 4, 4).named("jmp"),
+        hash_map(),
+    ];
+    accept(
+        "lddw %r2, map_idx 0\nmov %r3, 1\ncall 12\nmov %r0, 2\nexit",
+        XDP,
+        &maps,
+    );
+    reject(
+        "lddw %r2, map_idx 1\nmov %r3, 1\ncall 12\nmov %r0, 2\nexit",
+        XDP,
+        &maps,
+        3,
+        "cannot pass map_type 1 into func bpf_tail_call#12",
+    );
+}
+
+#[test]
+fn for_each_map_elem_callback_gets_typed_arguments() {
+    let maps = [hash_map()];
+    // The callback reads the 16-byte value it is given and returns 0.
+    accept(
+        "lddw %r1, map_idx 0
+         lddw %r2, func cb
+         mov %r3, 0
+         mov %r4, 0
+         call 164
+         mov %r0, 0
+         exit
+         cb:
+         ldxdw %r0, [%r3+8]
+         mov %r0, 0
+         exit",
+        XDP,
+        &maps,
+    );
+    reject(
+        "lddw %r1, map_idx 0
+         lddw %r2, func cb
+         mov %r3, 0
+         mov %r4, 0
+         call 164
+         mov %r0, 0
+         exit
+         cb:
+         ldxdw %r0, [%r3+12]
+         mov %r0, 0
+         exit",
+        XDP,
+        &maps,
+        9,
+        "invalid access to map value, value_size=16 off=12 size=8",
+    );
+}
+
+#[test]
+fn pointers_stay_out_of_maps() {
+    let maps = [hash_map()];
+    reject(
+        "stw [%r10-4], 0
+         mov %r2, %r10
+         add %r2, -4
+         lddw %r1, map_idx 0
+         call 1
+         jeq %r0, 0, out
+         stxdw [%r0+0], %r10
+         out: mov %r0, 0
+         exit",
+        XDP,
+        &maps,
+        7,
+        "R10 leaks addr into map",
+    );
+}
