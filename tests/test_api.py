@@ -210,11 +210,23 @@ def test_load_unknown_helper_is_a_program_error_at_load() -> None:
     assert program.load(helpers={42: lambda *a: 9}).run(None) == 9
 
 
-def test_verify_true_is_not_silently_unchecked() -> None:
-    # Until the verifier exists, verify=True must refuse rather than run unchecked.
-    program = ebpfvm.Program.from_asm("mov %r0, 1\nexit\n")
-    with pytest.raises(ebpfvm.Error):
-        program.load(verify=True)
+@pytest.mark.parametrize("engine", ["interpreter", "jit", "auto"])
+def test_verify_true_proves_or_refuses(engine: str) -> None:
+    safe = ebpfvm.Program.from_asm("ldxw %r0, [%r1+4]\nexit\n")
+    exe = safe.load(engine=engine, verify=True, input_size=8)
+    assert exe.verified
+    assert exe.run(bytes(range(8))) == 0x07060504
+    # Proven for 8 bytes: a shorter input is refused, not run unchecked.
+    with pytest.raises(ebpfvm.ExecutionError, match="verified for"):
+        exe.run(bytes(4))
+    with pytest.raises(ebpfvm.ExecutionError, match="verified for"):
+        exe.run_batch([bytes(8), bytes(4)])
+    # Reading past what the verifier may assume is refused at load.
+    unsafe = ebpfvm.Program.from_asm("ldxw %r0, [%r1+8]\nexit\n")
+    with pytest.raises(ebpfvm.VerifierError) as info:
+        unsafe.load(engine=engine, verify=True, input_size=8)
+    assert info.value.pc == 0
+    assert not unsafe.load(engine=engine).verified
 
 
 def test_unknown_engine() -> None:

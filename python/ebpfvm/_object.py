@@ -248,11 +248,11 @@ class Object:
             if p["error"] is not None:
                 self.load_errors[p["name"]] = p["error"]
                 continue
-            core = elf.program(p["name"], cores)
+            program = elf.program(p["name"], cores)
             t = types.pop(p["name"], None) or types.get(p["section"])
             if t is not None:
-                core = core.with_type(t)
-            progs[p["name"]] = ObjectProgram(self, core)
+                program = program.with_type(t)
+            progs[p["name"]] = ObjectProgram(self, program)
         self.programs: Mapping[str, ObjectProgram] = _ReadOnlyDict(progs)
         self._loaded: dict[tuple[Any, ...], dict[str, Executable]] = {}
 
@@ -325,11 +325,12 @@ class Object:
         """Loads every program (with a known type) and fills program arrays
         from the object's initialisers; returns the executables by name.
         Loading again with the same options returns the same executables."""
-        key = (engine, *sorted(options.items(), key=lambda kv: kv[0]))
+        key: tuple[Any, ...] = (engine, *sorted(options.items(), key=lambda kv: kv[0]))
         try:
             hash(key)
         except TypeError:
-            key = (engine, id(options))
+            # Unhashable options (a helpers dict): load afresh each time.
+            key = (engine, object())
         if key in self._loaded:
             return self._loaded[key]
         exes: dict[str, Executable] = {}

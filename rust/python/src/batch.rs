@@ -221,7 +221,9 @@ pub fn run_batch<'py>(
             // returns; read-only records are copied first.
             let res = unsafe {
                 if let Some(l) = &loaded {
-                    let rec = if r.writable {
+                    let rec = if r.len == 0 {
+                        &mut []
+                    } else if r.writable {
                         std::slice::from_raw_parts_mut(r.ptr as *mut u8, r.len)
                     } else {
                         scratch.clear();

@@ -148,10 +148,13 @@ impl PyExecutable {
             let mut view = None;
             let mut owned = Vec::new();
             let (ptr, len) = match mem.filter(|m| !m.is_none()) {
-                None => (std::ptr::null_mut(), 0),
+                // A slice may not be built on a null pointer, even empty.
+                None => (std::ptr::NonNull::<u8>::dangling().as_ptr(), 0),
                 Some(obj) => {
                     let v = BufferView::get(obj)?;
-                    if v.readonly {
+                    if v.len == 0 {
+                        (std::ptr::NonNull::<u8>::dangling().as_ptr(), 0)
+                    } else if v.readonly {
                         // SAFETY: readable while the view is held.
                         owned = unsafe { std::slice::from_raw_parts(v.ptr, v.len) }.to_vec();
                         (owned.as_mut_ptr(), owned.len())
