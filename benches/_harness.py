@@ -351,7 +351,16 @@ def case_helpers(case: InterpCase, native: NativeLib | None) -> dict[int, Any] |
 def load_case(
     case: InterpCase, native: NativeLib | None, engine: str = "interpreter"
 ) -> ebpfvm.Executable:
+    """The program of ``case`` loaded on ``engine``; ``VERIFIED`` loads the
+    JIT with verify=True for inputs of the timed vector's size (raises
+    ebpfvm.VerifierError when the verifier cannot prove the program)."""
     program = ebpfvm.Program(read_bytecode(case.program, case.isa))
+    if engine == VERIFIED:
+        return program.load(
+            engine="jit",
+            verify=True,
+            input_size=min(len(read_input(v)) for v, _ in vectors_of(case.program)),
+        )
     return program.load(engine=engine, verify=False, helpers=case_helpers(case, native))
 
 
@@ -382,7 +391,10 @@ def check_executable(exe: ebpfvm.Executable, case: InterpCase) -> int:
 # The JIT: in-Rust timing, compile time, batches
 
 #: Engines compared in Rust (Executable.timeit), in this order.
-ENGINES: Final = ("interpreter", "jit")
+ENGINES: Final = ("interpreter", "jit", "jit-verified")
+#: The engine label of the JIT loaded with verify=True (no bounds checks, no
+#: budget), for programs the verifier proves safe on their timed input size.
+VERIFIED: Final = "jit-verified"
 #: The programs the JIT/native goal is judged on (the issue's "compute programs").
 COMPUTE_PROGRAMS: Final = ("csum", "parse", "xorshift", "fnv1a", "jhash")
 #: Packets per run_batch call, and the size that is also run on two threads.
@@ -456,10 +468,11 @@ def check_compiled(exe: ebpfvm.Executable, what: str) -> None:
 def check_rust_case(exe: ebpfvm.Executable, case: RustCase, native: NativeLib | None) -> int:
     """Check ``exe`` as :func:`check_executable` does and, for the JIT, against
     the interpreter; return the executed-instruction count of the timed vector."""
-    if exe.engine != case.engine:
-        raise AssertionError(f"{case.id}: loaded engine {exe.engine!r}")
+    want = "jit" if case.engine == VERIFIED else case.engine
+    if exe.engine != want or exe.verified != (case.engine == VERIFIED):
+        raise AssertionError(f"{case.id}: loaded engine {exe.engine!r}, verified {exe.verified}")
     executed = check_executable(exe, case.base)
-    if case.engine == "jit":
+    if case.engine in ("jit", VERIFIED):
         check_compiled(exe, case.id)
         reference = load_case(case.base, native)
         inputs = {vector: read_input(vector) for vector, _ in vectors_of(case.program)}
@@ -865,6 +878,8 @@ class Results:
     #: or "jit"; the kinds are those of CALL_KINDS and JIT_CALL_KINDS.
     calls: dict[tuple[str, str], Timing] = field(default_factory=dict)
     in_rust: dict[RustCase, RustResult] = field(default_factory=dict)
+    #: RustCase (jit-verified) -> why the verifier refused the program.
+    unverified: dict[RustCase, str] = field(default_factory=dict)
     #: InterpCase.id of a benchmark program, or GENERATED_KEY -> compile time.
     compile: dict[str, CompileResult] = field(default_factory=dict)
     #: BatchCase -> (run_batch, timeit(packet, N) in alternation), per packet.
@@ -1137,6 +1152,30 @@ def _jit_table_lines(results: Results) -> list[str]:
             f"{ratios[worst]:.2f}x {worst}, {len(over)} of {len(ratios)} over "
             f"{GOAL_JIT_NATIVE_EACH:g}x -> {_met(ok)}"
         )
+    lines.extend(_verified_lines(results))
+    return lines
+
+
+def _verified_lines(results: Results) -> list[str]:
+    """JIT/native of the verified code shape next to the checked one, and
+    which programs the verifier could not prove (so have no verified row)."""
+    lines: list[str] = []
+    for isa in ISAS:
+        parts: list[str] = []
+        for program in COMPUTE_PROGRAMS:
+            case = RustCase(program, isa, VERIFIED)
+            res = results.in_rust.get(case)
+            checked = results.in_rust.get(RustCase(program, isa, "jit"))
+            ratio = _ratio(res.timing if res else None, _native_of(results, res))
+            if ratio is not None:
+                c = _ratio(checked.timing if checked else None, _native_of(results, checked))
+                parts.append(
+                    f"{program} {ratio:.2f}x" + (f" (checked {c:.2f}x)" if c is not None else "")
+                )
+            elif case in results.unverified:
+                parts.append(f"{program} not verifiable ({results.unverified[case]})")
+        if parts:
+            lines.append(f"verified JIT/native, {isa}: " + "; ".join(parts))
     return lines
 
 
