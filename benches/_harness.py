@@ -1082,8 +1082,7 @@ def _jit_table_lines(results: Results) -> list[str]:
     lines = [
         "JIT vs interpreter vs native C, in-Rust time per run, CHECKED mode (every "
         "load/store bounds-checked,",
-        "instruction budget counted on back edges; there is no verifier yet, so no "
-        "verified-mode numbers):",
+        "instruction budget counted on back edges; verified-mode ratios follow the table):",
         header,
         "-" * len(header),
     ]
