@@ -216,8 +216,10 @@ def verdict(kind: str, bug: str, *, how: str = "verify", log_level: int = 0) -> 
     return Verdict(**json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def rejection(bug: str, *, how: str = "verify", log_level: int = 0) -> Verdict:
-    v = verdict("unsafe", bug, how=how, log_level=log_level)
+def rejection(bug: str, *, how: str = "verify") -> Verdict:
+    """Why ebpfvm refuses the unsafe program (verified at log level 1, so one
+    verification serves the checks on the verdict and on its log)."""
+    v = verdict("unsafe", bug, how=how, log_level=1)
     assert v.rejected, f"unsafe/{bug}.o was accepted ({v.stats})"
     return v
 
@@ -252,7 +254,7 @@ def test_unbounded_loop_rejected_inside_the_loop() -> None:
 
 @pytest.mark.parametrize("bug", BUGS)
 def test_unsafe_program_log_shows_the_failing_instruction(bug: str) -> None:
-    err = rejection(bug, log_level=1)
+    err = rejection(bug)
     # Kernel-style: each instruction is logged as "<pc>: (<opcode>) <insn>".
     assert re.search(rf"^{err.pc}: \([0-9a-f]{{2}}\)", err.log, re.MULTILINE), err.log[-3000:]
     assert err.message in err.log
