@@ -55,6 +55,8 @@ impl Hist {
 }
 
 const ALL_READ: [u64; MAX_CALL_FRAMES] = [u64::MAX; MAX_CALL_FRAMES];
+/// In-progress states at an instruction compared for an infinite loop.
+const RECENT_ANCESTORS: usize = 4;
 
 pub(super) struct Checkpoint {
     /// Per frame, the stack slots some later path read before overwriting
@@ -111,6 +113,8 @@ pub(super) struct Verifier<'a> {
     pub stats: VerifyStats,
     live_states: u64,
     jumps_processed: u64,
+    /// The latest back edge taken: where a runaway loop is reported.
+    last_back_edge: Option<usize>,
     last_ckpt_jumps: u64,
     last_ckpt_insns: u64,
 }
@@ -161,16 +165,29 @@ impl<'a> Verifier<'a> {
         let mut prune_by = None;
         let list = std::mem::take(&mut self.explored[pc]);
         let mut result = None;
-        for &ci in &list {
+        // States still being explored below are ancestors of this path: an
+        // infinite loop repeats the most recent of them, so only the last
+        // few are compared (comparing all makes long loops quadratic; the
+        // complexity limit still ends loops that never repeat exactly).
+        let mut ancestors_checked = 0;
+        for &ci in list.iter().rev() {
             let ck = &self.ckpts[ci as usize];
             let Some(old) = &ck.state else { continue };
             if ck.branches > 0 {
+                if !self.iter_point[pc] {
+                    if ancestors_checked >= RECENT_ANCESTORS {
+                        looping = true;
+                        continue;
+                    }
+                    ancestors_checked += 1;
+                }
                 if self.iter_point[pc] {
                     if states_equal(old, st, &live, &ck.read, &mut self.ids, false) {
                         result = Some(Visit::Prune);
                         break;
                     }
-                    widen_from = Some(ci);
+                    // The newest such state (the list is walked newest first).
+                    widen_from = widen_from.or(Some(ci));
                 } else if states_equal(old, st, &live, &ALL_READ, &mut self.ids, true)
                     && states_equal(st, old, &live, &ALL_READ, &mut self.ids, true)
                 {
@@ -324,8 +341,10 @@ impl<'a> Verifier<'a> {
         loop {
             self.stats.insns_processed += 1;
             if self.stats.insns_processed > self.opts.max_processed_insns {
+                // A program this long to explore is almost always a loop the
+                // verifier cannot bound: point at its back edge.
                 return Err(VErr {
-                    pc,
+                    pc: self.last_back_edge.unwrap_or(pc),
                     msg: format!(
                         "BPF program is too large. Processed {} insn (limit {})",
                         self.stats.insns_processed, self.opts.max_processed_insns
@@ -376,12 +395,20 @@ impl<'a> Verifier<'a> {
                 stack: self.last_stack,
             });
             match flow {
-                Flow::Next(n) => pc = n,
+                Flow::Next(n) => {
+                    if n <= pc {
+                        self.last_back_edge = Some(pc);
+                    }
+                    pc = n
+                }
                 Flow::Fork {
                     other,
                     other_pc,
                     next,
                 } => {
+                    if next <= pc {
+                        self.last_back_edge = Some(pc);
+                    }
                     self.jumps_processed += 1;
                     if let Some(p) = self.cur_parent {
                         self.ckpts[p as usize].branches += 1;
@@ -580,6 +607,9 @@ impl<'a> Verifier<'a> {
             }
             self.cur_parent = p.parent;
             self.cur_hist = p.hist;
+            if p.from != usize::MAX && p.pc <= p.from {
+                self.last_back_edge = Some(p.from);
+            }
             self.run_path(p.state, p.pc)?;
             if self.log.level == 1 {
                 // Level 1 keeps only the path that fails.
@@ -708,6 +738,7 @@ pub(super) fn run(program: &Program, opts: &VerifyOptions) -> Result<Verified, V
         stats: VerifyStats::default(),
         live_states: 0,
         jumps_processed: 0,
+        last_back_edge: None,
         last_ckpt_jumps: 0,
         last_ckpt_insns: 0,
     };
