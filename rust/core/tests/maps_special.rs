@@ -306,7 +306,7 @@ mod lpm {
                 }
                 _ => {
                     let addr = biased_addr(&mut rng, data_len);
-                    let kplen = if rng.next() % 4 == 0 {
+                    let kplen = if rng.next().is_multiple_of(4) {
                         (rng.next() % (max_bits as u64 + 1)) as u32
                     } else {
                         max_bits
@@ -763,7 +763,7 @@ fn ringbuf_many_producers_one_consumer() {
                     rec[8..16].copy_from_slice(&seq.to_le_bytes());
                     fill(ptr, &rec);
                     // Every third record is first discarded then redone.
-                    if rng.next() % 3 == 0 {
+                    if rng.next().is_multiple_of(3) {
                         r.discard(ptr, 0).unwrap();
                         continue;
                     }
