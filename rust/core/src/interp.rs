@@ -269,6 +269,9 @@ pub struct MemoryMap {
     pub mem_len: u64,
     /// Anything else (read-only input, memory helpers hand out).
     extra: Vec<Region>,
+    /// Memory helpers handed out during the run (map values, ring-buffer
+    /// records), sorted by address: a program may look up many values.
+    grants: Vec<Region>,
     /// The run's [`RunSetup::state`].
     pub state: usize,
     /// Instructions run by callbacks helpers invoked (added to the run's
@@ -331,6 +334,7 @@ impl MemoryMap {
             mem_lo: 0,
             mem_len: 0,
             extra: Vec::new(),
+            grants: Vec::new(),
             state: 0,
             callback_instructions: 0,
             invoker: None,
@@ -382,10 +386,23 @@ impl MemoryMap {
     #[cold]
     #[inline(never)]
     pub fn translate_extra(&self, addr: u64, len: u64, write: bool) -> Option<*mut u8> {
-        self.extra.iter().find_map(|r| {
+        let fits = |r: &Region| {
             let o = addr.wrapping_sub(r.lo);
-            (o < r.len && len <= r.len - o && (r.writable || !write)).then_some(addr as *mut u8)
-        })
+            o < r.len && len <= r.len - o && (r.writable || !write)
+        };
+        if self.extra.iter().any(fits) {
+            return Some(addr as *mut u8);
+        }
+        // The grant starting at or below `addr` closest to it holds the
+        // access if any does (grants of distinct values do not overlap; a
+        // few predecessors are checked for the rare ones that do).
+        let at = self.grants.partition_point(|r| r.lo <= addr);
+        self.grants[..at]
+            .iter()
+            .rev()
+            .take(4)
+            .any(fits)
+            .then_some(addr as *mut u8)
     }
 
     /// Bytes accessible from `addr` to the end of the region holding it.
@@ -403,6 +420,7 @@ impl MemoryMap {
         [stack, input]
             .iter()
             .chain(&self.extra)
+            .chain(&self.grants)
             .filter(|r| r.writable || !write)
             .find_map(|r| {
                 let o = addr.wrapping_sub(r.lo);
@@ -415,12 +433,13 @@ impl MemoryMap {
         // Helpers hand out the same memory again and again (a lookup in a
         // loop): keep the list short.
         if len > 0 && self.translate(lo, len, writable).is_none() {
-            self.extra.push(Region { lo, len, writable });
+            let at = self.grants.partition_point(|r| r.lo <= lo);
+            self.grants.insert(at, Region { lo, len, writable });
         }
     }
 
     pub(crate) fn revoke(&mut self, lo: u64, len: u64) {
-        self.extra.retain(|r| !(r.lo == lo && r.len == len));
+        self.grants.retain(|r| !(r.lo == lo && r.len == len));
     }
 
     /// The accessible regions, for error messages.
@@ -439,7 +458,7 @@ impl MemoryMap {
         } else {
             s += ", no input memory";
         }
-        for r in &self.extra {
+        for r in self.extra.iter().chain(&self.grants) {
             s += &format!(
                 ", {} [0x{:x}, 0x{:x})",
                 if r.writable {

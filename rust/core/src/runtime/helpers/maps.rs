@@ -47,12 +47,25 @@ fn lookup(
     helper: &str,
 ) -> Result<u64, HelperError> {
     let m = map(env, handle, helper)?;
-    let k = key(mem, &m, key_addr, helper)?.to_vec();
+    // The key is copied out (the grant below needs the memory mutably):
+    // on the stack for the usual small keys.
+    let mut small = [0u8; 64];
+    let mut large = Vec::new();
+    let k: &[u8] = {
+        let src = key(mem, &m, key_addr, helper)?;
+        if src.len() <= small.len() {
+            small[..src.len()].copy_from_slice(src);
+            &small[..src.len()]
+        } else {
+            large.extend_from_slice(src);
+            &large
+        }
+    };
     // Maps of maps hand out the inner map itself.
     if m.map_type() == MapType::ArrayOfMaps || m.map_type() == MapType::HashOfMaps {
         let inner = match m.map_type() {
-            MapType::ArrayOfMaps => m.downcast::<ArrayOfMaps>().and_then(|o| o.lookup_map(&k)),
-            _ => m.downcast::<HashOfMaps>().and_then(|o| o.lookup_map(&k)),
+            MapType::ArrayOfMaps => m.downcast::<ArrayOfMaps>().and_then(|o| o.lookup_map(k)),
+            _ => m.downcast::<HashOfMaps>().and_then(|o| o.lookup_map(k)),
         };
         return Ok(inner.map_or(0, |i| i.handle()));
     }
@@ -62,7 +75,7 @@ fn lookup(
             m.name()
         )));
     }
-    let Some(p) = m.imp().lookup_ptr(&k, cpu) else {
+    let Some(p) = m.imp().lookup_ptr(k, cpu) else {
         return Ok(0);
     };
     let writable = m.def().flags & BPF_F_RDONLY_PROG == 0;
