@@ -80,6 +80,10 @@ _INDEXED = frozenset(
 )
 
 
+#: Map types whose declared value type is that of the records they carry.
+_RECORD_STREAMS = frozenset({"perf_event_array", "ringbuf", "user_ringbuf"})
+
+
 def default_pin_root() -> str:
     """Where maps pinned by name live unless ``pin_root`` says otherwise:
     ``$EBPFVM_PIN_ROOT``, else ``<tmp>/ebpfvm-bpffs`` (user space's stand-in
@@ -221,16 +225,22 @@ class Object:
         self.pin_root = os.fspath(pin_root) if pin_root is not None else default_pin_root()
         self._map_info = elf.maps()
         pinned = any(m["pinning"] != "none" for m in self._map_info)
-        cores = elf.create_maps(self.pin_root if pinned else None)
+        cores, map_warnings = elf.create_maps(self.pin_root if pinned else None)
+        #: What the loader noted but did not refuse (unpinnable maps, CO-RE
+        #: relocations left as compiled, ...).
+        self.warnings: list[str] = [*elf.warnings, *map_warnings]
         self._cores = cores
         maps: dict[str, Map] = {}
         for info, core in zip(self._map_info, cores, strict=True):
-            key_type = info["key_type"]
+            key_type, value_type = info["key_type"], info["value_type"]
+            if info["map_type"] in _RECORD_STREAMS:
+                # Their BTF value type describes the records, not storage.
+                key_type = value_type = None
             if key_type is None and info["key_size"] == 4 and info["map_type"] in _INDEXED:
                 # Arrays are indexed by a u32 even when BTF does not say so
                 # (legacy map definitions, global data sections).
                 key_type = "u32"
-            maps[info["name"]] = view(core, key_type, info["value_type"])
+            maps[info["name"]] = view(core, key_type, value_type)
         self.maps: Mapping[str, Map] = _ReadOnlyDict(maps)
         self._data = {
             info["name"]: GlobalData(self, info["name"], info)
@@ -240,10 +250,13 @@ class Object:
         types = dict(prog_types or {})
         progs: dict[str, ObjectProgram] = {}
         self.load_errors: dict[str, str] = {}
-        for p in elf.programs():
-            if p["subprogram"]:
-                # Functions in .text are subprograms (BPF-to-BPF call
-                # targets), as libbpf treats them, not programs.
+        listed = elf.programs()
+        # Functions in .text are subprograms (BPF-to-BPF call targets), as
+        # libbpf treats them, unless the object has nothing else: then they
+        # are its programs (objects built without SEC() annotations).
+        standalone = all(p["subprogram"] for p in listed)
+        for p in listed:
+            if p["subprogram"] and not standalone:
                 continue
             if p["error"] is not None:
                 self.load_errors[p["name"]] = p["error"]

@@ -223,14 +223,19 @@ impl PyElfObject {
     }
 
     /// Creates the object's maps (pinned ones under `pin_root`), in index
-    /// order. Call once: every call creates new maps.
+    /// order, and returns them with any warnings. Call once: every call
+    /// creates new maps.
     #[pyo3(signature = (pin_root = None))]
-    fn create_maps(&self, py: Python<'_>, pin_root: Option<PathBuf>) -> PyResult<Vec<PyMap>> {
+    fn create_maps(
+        &self,
+        py: Python<'_>,
+        pin_root: Option<PathBuf>,
+    ) -> PyResult<(Vec<PyMap>, Vec<String>)> {
         guard(py, || {
-            let maps = self
+            let (maps, warnings) = self
                 .with(|o| runtime::object::create_maps(o, pin_root.as_deref()))
-                .map_err(|e| crate::maps::map_error(py, "", &e))?;
-            Ok(maps.into_iter().map(PyMap::new).collect())
+                .map_err(|(name, e)| crate::maps::map_error(py, &name, &e))?;
+            Ok((maps.into_iter().map(PyMap::new).collect(), warnings))
         })
     }
 
@@ -291,7 +296,7 @@ impl PyElfObject {
         }
         guard(py, || {
             self.with(|o| runtime::object::init_prog_arrays(o, &maps, &progs))
-                .map_err(|e| crate::maps::map_error(py, "", &e))
+                .map_err(|e| crate::maps::new_map_error(py, e.to_string(), e.errno(), "", None))
         })
     }
 

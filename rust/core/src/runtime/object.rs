@@ -20,30 +20,52 @@ use super::LoadedProgram;
 /// at `pin_root/<name>` (created there if absent, reused if present, as
 /// libbpf reuses pinned maps); a pinned map is required to have a
 /// `pin_root`.
-pub fn create_maps(obj: &Object, pin_root: Option<&Path>) -> Result<Vec<Arc<Map>>, MapError> {
+///
+/// Returns the maps and warnings (a map that asks to be pinned but whose
+/// type cannot live in a file is created unpinned, with a warning); an
+/// error names the map it is about.
+pub fn create_maps(
+    obj: &Object,
+    pin_root: Option<&Path>,
+) -> Result<(Vec<Arc<Map>>, Vec<String>), (String, MapError)> {
     let mut maps = Vec::with_capacity(obj.maps.len());
+    let mut warnings = Vec::new();
     for spec in &obj.maps {
-        maps.push(create_map(spec, pin_root)?);
+        let named = |e: MapError| (spec.def.name.clone(), e);
+        let map = match create_map(spec, pin_root) {
+            Err(MapError::Unsupported(why)) if spec.pinning != Pinning::None => {
+                warnings.push(format!("map '{}' is not pinned: {why}", spec.def.name));
+                let unpinned = MapSpec {
+                    pinning: Pinning::None,
+                    ..spec.clone()
+                };
+                create_map(&unpinned, None).map_err(named)?
+            }
+            r => r.map_err(named)?,
+        };
+        maps.push(map);
     }
     for (spec, outer) in obj.maps.iter().zip(&maps) {
         for (slot, inner_name) in &spec.map_in_map_init {
-            let inner = obj
-                .map_index(inner_name)
-                .map(|i| &maps[i])
-                .ok_or_else(|| {
+            let inner = obj.map_index(inner_name).map(|i| &maps[i]).ok_or_else(|| {
+                (
+                    spec.def.name.clone(),
                     MapError::invalid(format!(
-                        "map '{}' slot {slot} names map '{inner_name}', which the object does not define",
-                        spec.def.name
-                    ))
-                })?;
-            if let Some(a) = outer.downcast::<ArrayOfMaps>() {
-                a.set_map(*slot, inner)?;
+                        "slot {slot} names map '{inner_name}', which the object does not define"
+                    )),
+                )
+            })?;
+            let set = if let Some(a) = outer.downcast::<ArrayOfMaps>() {
+                a.set_map(*slot, inner)
             } else if let Some(h) = outer.downcast::<HashOfMaps>() {
-                h.set_map(&slot.to_le_bytes(), inner, BPF_ANY)?;
-            }
+                h.set_map(&slot.to_le_bytes(), inner, BPF_ANY)
+            } else {
+                Ok(())
+            };
+            set.map_err(|e| (spec.def.name.clone(), e))?;
         }
     }
-    Ok(maps)
+    Ok((maps, warnings))
 }
 
 fn create_map(spec: &MapSpec, pin_root: Option<&Path>) -> Result<Arc<Map>, MapError> {
