@@ -2086,7 +2086,7 @@ fn load_example(
             .unwrap();
         spec.set_var(var, value).unwrap();
     }
-    let maps = runtime::object::create_maps(&obj, None).unwrap();
+    let (maps, _warnings) = runtime::object::create_maps(&obj, None).unwrap();
     let p = obj.program(program).unwrap();
     let t = p.prog_type.unwrap();
     let code = p.program.as_ref().unwrap();

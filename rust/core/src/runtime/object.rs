@@ -15,6 +15,11 @@ use crate::maps::{Map, MapError, MapType, BPF_ANY};
 
 use super::LoadedProgram;
 
+/// The maps of an object, in index order, and the loader's warnings.
+pub type CreatedMaps = (Vec<Arc<Map>>, Vec<String>);
+/// A map error and the name of the map it is about.
+pub type NamedMapError = (String, MapError);
+
 /// Creates every map `obj` asks for, in order (the index of a map is the
 /// index programs use in `lddw map_idx`). Maps pinned by name are opened
 /// at `pin_root/<name>` (created there if absent, reused if present, as
@@ -24,10 +29,7 @@ use super::LoadedProgram;
 /// Returns the maps and warnings (a map that asks to be pinned but whose
 /// type cannot live in a file is created unpinned, with a warning); an
 /// error names the map it is about.
-pub fn create_maps(
-    obj: &Object,
-    pin_root: Option<&Path>,
-) -> Result<(Vec<Arc<Map>>, Vec<String>), (String, MapError)> {
+pub fn create_maps(obj: &Object, pin_root: Option<&Path>) -> Result<CreatedMaps, NamedMapError> {
     let mut maps = Vec::with_capacity(obj.maps.len());
     let mut warnings = Vec::new();
     for spec in &obj.maps {
