@@ -425,7 +425,11 @@ impl PyProgram {
                 helpers: all,
                 unwind_helper,
                 max_instructions,
-                input_may_move: true,
+                // Only helpers that change packet data move the packet.
+                input_may_move: self.inner.helper_calls().iter().any(|&(_, id)| {
+                    ebpfvm_core::kernel::helper_protos::proto(id)
+                        .is_some_and(|p| p.changes_packet_data)
+                }),
                 verified: verify,
             };
             let engine = ebpfvm_jit::engine::Engine::load(kind, Arc::new(prepared), opts)
