@@ -391,7 +391,7 @@ def check_executable(exe: ebpfvm.Executable, case: InterpCase) -> int:
 # The JIT: in-Rust timing, compile time, batches
 
 #: Engines compared in Rust (Executable.timeit), in this order.
-ENGINES: Final = ("interpreter", "jit", "jit-verified")
+ENGINES: Final = ("interpreter", "jit")
 #: The engine label of the JIT loaded with verify=True (no bounds checks, no
 #: budget), for programs the verifier proves safe on their timed input size.
 VERIFIED: Final = "jit-verified"
@@ -429,6 +429,42 @@ class RustCase:
     @property
     def id(self) -> str:
         return f"{self.base.id}-{self.engine}"
+
+
+def _verifier_verdicts() -> dict[RustCase, str | None]:
+    """For every program and flavour on the VERIFIED engine: None when the
+    verifier proves it for its inputs, else why not."""
+    verdicts: dict[RustCase, str | None] = {}
+    for program in PROGRAMS:
+        for isa in ISAS:
+            case = RustCase(program, isa, VERIFIED)
+            try:
+                load_case(case.base, None, engine=VERIFIED)
+            except ebpfvm.VerifierError as e:
+                verdicts[case] = f"insn {e.pc}: {e.message}"
+            else:
+                verdicts[case] = None
+    return verdicts
+
+
+_VERDICTS: dict[RustCase, str | None] | None = None
+
+
+def verifier_verdicts() -> dict[RustCase, str | None]:
+    global _VERDICTS
+    if _VERDICTS is None:
+        _VERDICTS = _verifier_verdicts()
+    return _VERDICTS
+
+
+def verified_cases() -> list[RustCase]:
+    """The VERIFIED-engine cases the verifier proves (timed like the JIT)."""
+    return [case for case, why in verifier_verdicts().items() if why is None]
+
+
+def unverified_cases() -> list[RustCase]:
+    """The VERIFIED-engine cases the verifier refuses (reported, not timed)."""
+    return [case for case, why in verifier_verdicts().items() if why is not None]
 
 
 def rust_cases() -> list[RustCase]:

@@ -42,7 +42,7 @@ JIT_CALL_CASES = [(kind, "jit") for kind in h.JIT_CALL_KINDS] + [
 ]
 
 
-@pytest.mark.parametrize("case", h.rust_cases(), ids=lambda case: case.id)
+@pytest.mark.parametrize("case", h.rust_cases() + h.verified_cases(), ids=lambda case: case.id)
 def test_in_rust(
     benchmark: Any,
     case: h.RustCase,
@@ -55,16 +55,7 @@ def test_in_rust(
     The JIT's rounds alternate with rounds of the native C loop
     (``loop_<name>``) on the same input, its baseline.
     """
-    if case.engine == h.VERIFIED:
-        try:
-            exe = h.load_case(case.base, native, engine=case.engine)
-        except ebpfvm.VerifierError as e:
-            # Not every benchmark program can be proven (e.g. loops bounded
-            # only by the input length); the summary lists why.
-            results.unverified[case] = f"insn {e.pc}: {e.message}"
-            return
-    else:
-        exe = h.load_case(case.base, native, engine=case.engine)
+    exe = h.load_case(case.base, native, engine=case.engine)
     executed = h.check_rust_case(exe, case, native)
     mem = h.read_input(case.program)
     benchmark.group = case.program
@@ -103,6 +94,15 @@ def test_in_rust(
         if interp is not None:
             info["interp_over_jit"] = interp.timing.median_ns / timing.median_ns
     benchmark.extra_info.update(info)
+
+
+@pytest.mark.parametrize("case", h.unverified_cases(), ids=lambda case: case.id)
+def test_unverifiable(case: h.RustCase, results: h.Results) -> None:
+    """Programs the verifier cannot prove (e.g. loops bounded only by the
+    input length) are refused by load(verify=True); the summary says why."""
+    with pytest.raises(ebpfvm.VerifierError) as info:
+        h.load_case(case.base, None, engine=case.engine)
+    results.unverified[case] = f"insn {info.value.pc}: {info.value.message}"
 
 
 # --------------------------------------------------------------------------
