@@ -349,16 +349,36 @@ impl MemoryMap {
     }
 
     /// The address space `setup` describes, with one live stack frame
-    /// below `stack_top`.
+    /// below `stack_top`. Built in place: it is on every run's path.
+    #[inline]
     pub fn from_setup(stack_top: u64, setup: &RunSetup<'_>) -> Self {
-        let mut map = MemoryMap::new(
-            stack_top,
-            setup.input_lo,
-            setup.input_len,
-            setup.input_writable,
-        );
-        map.extra.extend(setup.regions.iter().filter(|r| r.len > 0));
-        map.state = setup.state;
+        let (mem_lo, mem_len) = if setup.input_writable {
+            (setup.input_lo, setup.input_len)
+        } else {
+            (0, 0)
+        };
+        let mut map = MemoryMap {
+            stack_lo: stack_top - FRAME,
+            stack_len: FRAME,
+            mem_lo,
+            mem_len,
+            extra: Vec::new(),
+            grants: Vec::new(),
+            state: setup.state,
+            callback_instructions: 0,
+            invoker: None,
+        };
+        // Most runs have no further regions: nothing to build then.
+        if !setup.input_writable && setup.input_len > 0 {
+            map.extra.push(Region {
+                lo: setup.input_lo,
+                len: setup.input_len,
+                writable: false,
+            });
+        }
+        if !setup.regions.is_empty() {
+            map.extra.extend(setup.regions.iter().filter(|r| r.len > 0));
+        }
         map
     }
 
