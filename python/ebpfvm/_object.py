@@ -299,6 +299,24 @@ class Object:
     ) -> Object:
         return cls(_core.ElfObject.parse(data), pin_root=pin_root, prog_types=prog_types)
 
+    def close(self) -> None:
+        """Empties the object's program arrays, as the kernel does when the
+        last user reference to a program array goes: programs and the
+        arrays holding them would otherwise keep each other alive. Loaded
+        programs keep running; their tail calls then fall through."""
+        for core in getattr(self, "_cores", ()):
+            if core.map_type == "prog_array":
+                _core.prog_array_clear(core)
+
+    def __enter__(self) -> Object:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
     @property
     def license(self) -> str | None:
         return self._elf.license

@@ -345,6 +345,22 @@ fn prog_array_set(
     r.map_err(|e| crate::maps::map_error(py, m.name(), &e))
 }
 
+/// Empties every slot of a program array; returns how many were set.
+#[pyfunction]
+fn prog_array_clear(map: PyRef<'_, PyMap>) -> PyResult<usize> {
+    let m = map.inner();
+    let array = m
+        .downcast::<ebpfvm_core::maps::prog_array::ProgArray>()
+        .ok_or_else(|| {
+            crate::errors::MapError::new_err(format!(
+                "map '{}' is a {}, not a prog_array",
+                m.name(),
+                m.map_type()
+            ))
+        })?;
+    Ok(array.clear_all())
+}
+
 /// Lines `bpf_trace_printk` wrote since the last call (oldest first),
 /// waiting up to `timeout` seconds for one when there are none.
 #[pyfunction]
@@ -471,6 +487,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyElfObject>()?;
     m.add_class::<PyRunResult>()?;
     m.add_function(wrap_pyfunction!(prog_array_set, m)?)?;
+    m.add_function(wrap_pyfunction!(prog_array_clear, m)?)?;
     m.add_function(wrap_pyfunction!(read_trace, m)?)?;
     m.add_function(wrap_pyfunction!(context_fields, m)?)?;
     Ok(())

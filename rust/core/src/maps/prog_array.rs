@@ -92,6 +92,21 @@ impl ProgArray {
         old.map(drop).ok_or(MapError::NotFound)
     }
 
+    /// Empties every slot and returns how many held a program (what the
+    /// kernel does when the last user reference to the array goes: it
+    /// breaks the cycle of programs holding the array that holds them).
+    pub fn clear_all(&self) -> usize {
+        self.slots
+            .allocated()
+            .filter(|(_, s)| {
+                s.write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .is_some()
+            })
+            .count()
+    }
+
     pub fn max_entries(&self) -> u32 {
         self.slots.len()
     }
