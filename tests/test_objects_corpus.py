@@ -44,3 +44,23 @@ def test_object_opens_or_says_why(path: Path, tmp_path: Path) -> None:
         assert len(prog) > 0
     for name, view in obj.maps.items():
         assert view.name == name
+
+
+def test_program_without_a_known_type_must_be_given_one(tmp_path: Path) -> None:
+    # Cilium names sections after hooks ("from-netdev"); its loader, not the
+    # section name, makes them tc programs.
+    obj = ebpfvm.Object.open(CORPUS / "bpf_cilium_test" / "bpf_lb-DLB_L3.o", pin_root=tmp_path)
+    prog = obj.programs["from-netdev"]
+    assert prog.prog_type is None
+    with pytest.raises(ValueError, match="from-netdev"):
+        prog.verify()
+    with pytest.raises(ValueError, match="with_type"):
+        prog.program.load()
+    typed = prog.program.with_type("sched_cls")
+    assert typed.verify()["insns_processed"] > 0
+    typed_obj = ebpfvm.Object.open(
+        CORPUS / "bpf_cilium_test" / "bpf_lb-DLB_L3.o",
+        pin_root=tmp_path / "again",
+        prog_types={"from-netdev": "sched_cls"},
+    )
+    assert typed_obj.programs["from-netdev"].prog_type == "sched_cls"

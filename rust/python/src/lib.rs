@@ -87,6 +87,20 @@ pub struct PyProgram {
 }
 
 impl PyProgram {
+    /// A program without a type runs as a raw one (r1 = buffer, r2 =
+    /// length), unless it comes from an object file: there the kernel
+    /// would need a type, and guessing one would run it wrongly.
+    fn untyped_as_raw(&self) -> PyResult<ProgType> {
+        match &self.meta.section {
+            Some(section) => Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "the type of program '{}' is unknown (section '{section}' does not say): \
+                 give it with prog.with_type(\"...\"), prog_type=..., or Object.open(..., prog_types={{...}})",
+                self.meta.name
+            ))),
+            None => Ok(ProgType::Raw),
+        }
+    }
+
     fn run_verifier(
         &self,
         py: Python<'_>,
@@ -264,9 +278,10 @@ impl PyProgram {
         input_size: u32,
         max_insns: Option<u64>,
     ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
-        let t = parse_prog_type(prog_type)?
-            .or(self.meta.prog_type)
-            .unwrap_or(ProgType::Raw);
+        let t = match parse_prog_type(prog_type)?.or(self.meta.prog_type) {
+            Some(t) => t,
+            None => self.untyped_as_raw()?,
+        };
         let v = self.run_verifier(py, t, log_level, input_size, max_insns)?;
         let d = verify_stats(py, &v.stats)?;
         d.set_item("log", v.log)?;
@@ -390,7 +405,10 @@ impl PyProgram {
                     "unwind_helper is a uBPF convention for unverified programs; load with verify=False",
                 ));
             }
-            let t = self.meta.prog_type.unwrap_or(ProgType::Raw);
+            let t = match self.meta.prog_type {
+                Some(t) => t,
+                None => self.untyped_as_raw()?,
+            };
             self.run_verifier(py, t, 0, input_size, None)?;
         } else if input_size != 0 {
             return Err(pyo3::exceptions::PyValueError::new_err(
@@ -413,7 +431,10 @@ impl PyProgram {
         }
         // A kernel-style program: its context, maps and kernel helpers
         // (helpers given here replace kernel ones with the same id).
-        let prog_type = self.meta.prog_type.unwrap_or(ProgType::Raw);
+        let prog_type = match self.meta.prog_type {
+            Some(t) => t,
+            None => self.untyped_as_raw()?,
+        };
         let maps = self.meta.maps.clone();
         guard(py, || {
             let prepared = runtime::prepare(&self.inner, prog_type, &maps)
