@@ -30,7 +30,6 @@
 //! process rebuilds the count, the free list and the LRU list from the
 //! bucket chains ([`HashCore::repair`]).
 
-use std::any::Any;
 use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU32, Ordering};
@@ -40,7 +39,7 @@ use super::region::{
     check_flags, check_len, checked_size, hash_key, round8, LockGuard, Region, HEADER_SIZE,
 };
 use super::{
-    cpu, MapDef, MapError, MapImpl, BPF_EXIST, BPF_F_LOCK, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC,
+    cpu, MapDef, MapError, BPF_EXIST, BPF_F_LOCK, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC,
     BPF_F_RDONLY, BPF_F_RDONLY_PROG, BPF_F_WRONLY, BPF_F_WRONLY_PROG, BPF_NOEXIST,
 };
 
@@ -289,8 +288,28 @@ impl HashCore {
         ChangeWindow { seq, start }
     }
 
+    /// Program view of an update: only `cpu`'s slot for per-CPU maps (the
+    /// other CPUs' slots of a new element start zeroed), the value otherwise.
+    pub(crate) fn update_from_program(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u64,
+        cpu: u32,
+    ) -> Result<(), MapError> {
+        let new = if self.percpu {
+            NewValue::Cpu(cpu as usize, value)
+        } else {
+            NewValue::All(value)
+        };
+        self.update(key, new, flags)
+    }
+
+    /// Program view: the value for `key`, `cpu`'s slot for per-CPU maps
+    /// (the only slot otherwise, whatever `cpu`).
     #[inline]
     pub(crate) fn lookup_ptr(&self, key: &[u8], cpu: u32) -> Option<NonNull<u8>> {
+        let cpu = if self.percpu { cpu } else { 0 };
         if key.len() != self.key_size || cpu as usize >= self.ncpus {
             return None;
         }
@@ -664,6 +683,72 @@ impl Drop for ChangeWindow<'_> {
     }
 }
 
+/// The `MapImpl` of a hash-family map type: a struct whose `core` field is
+/// the [`HashCore`] that does everything (its `Kind` decides per-CPU
+/// values and LRU order).
+macro_rules! hash_core_map_impl {
+    ($t:ty) => {
+        impl $crate::maps::MapImpl for $t {
+            #[inline]
+            fn lookup_ptr(&self, key: &[u8], cpu: u32) -> Option<std::ptr::NonNull<u8>> {
+                self.core.lookup_ptr(key, cpu)
+            }
+
+            fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, $crate::maps::MapError> {
+                self.core.lookup(key)
+            }
+
+            fn update(
+                &self,
+                key: &[u8],
+                value: &[u8],
+                flags: u64,
+            ) -> Result<(), $crate::maps::MapError> {
+                self.core
+                    .update(key, $crate::maps::hash::NewValue::All(value), flags)
+            }
+
+            fn update_from_program(
+                &self,
+                key: &[u8],
+                value: &[u8],
+                flags: u64,
+                cpu: u32,
+            ) -> Result<(), $crate::maps::MapError> {
+                self.core.update_from_program(key, value, flags, cpu)
+            }
+
+            fn delete(&self, key: &[u8]) -> Result<(), $crate::maps::MapError> {
+                self.core.delete(key)
+            }
+
+            fn next_key(
+                &self,
+                key: Option<&[u8]>,
+            ) -> Result<Option<Vec<u8>>, $crate::maps::MapError> {
+                self.core.next_key(key)
+            }
+
+            fn len(&self) -> usize {
+                self.core.len()
+            }
+
+            fn memory_usage(&self) -> usize {
+                self.core.memory_usage()
+            }
+
+            fn num_cpus(&self) -> usize {
+                self.core.num_cpus()
+            }
+
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+        }
+    };
+}
+pub(super) use hash_core_map_impl;
+
 /// `BPF_MAP_TYPE_HASH`.
 pub struct Hash {
     core: HashCore,
@@ -682,40 +767,7 @@ impl Hash {
     }
 }
 
-impl MapImpl for Hash {
-    #[inline]
-    fn lookup_ptr(&self, key: &[u8], _cpu: u32) -> Option<NonNull<u8>> {
-        self.core.lookup_ptr(key, 0)
-    }
-
-    fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, MapError> {
-        self.core.lookup(key)
-    }
-
-    fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
-        self.core.update(key, NewValue::All(value), flags)
-    }
-
-    fn delete(&self, key: &[u8]) -> Result<(), MapError> {
-        self.core.delete(key)
-    }
-
-    fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
-        self.core.next_key(key)
-    }
-
-    fn len(&self) -> usize {
-        self.core.len()
-    }
-
-    fn memory_usage(&self) -> usize {
-        self.core.memory_usage()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+hash_core_map_impl!(Hash);
 
 #[cfg(test)]
 mod tests {

@@ -9,12 +9,10 @@
 //! `BPF_F_NO_COMMON_LRU` (one LRU list per CPU) is accepted, but the order
 //! stays global and exact.
 
-use std::any::Any;
 use std::path::Path;
-use std::ptr::NonNull;
 
-use super::hash::{HashCore, Kind, NewValue};
-use super::{MapDef, MapError, MapImpl};
+use super::hash::{hash_core_map_impl, HashCore, Kind};
+use super::{MapDef, MapError};
 
 /// `BPF_MAP_TYPE_LRU_HASH`.
 pub struct LruHash {
@@ -35,40 +33,7 @@ impl LruHash {
     }
 }
 
-impl MapImpl for LruHash {
-    #[inline]
-    fn lookup_ptr(&self, key: &[u8], _cpu: u32) -> Option<NonNull<u8>> {
-        self.core.lookup_ptr(key, 0)
-    }
-
-    fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, MapError> {
-        self.core.lookup(key)
-    }
-
-    fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
-        self.core.update(key, NewValue::All(value), flags)
-    }
-
-    fn delete(&self, key: &[u8]) -> Result<(), MapError> {
-        self.core.delete(key)
-    }
-
-    fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
-        self.core.next_key(key)
-    }
-
-    fn len(&self) -> usize {
-        self.core.len()
-    }
-
-    fn memory_usage(&self) -> usize {
-        self.core.memory_usage()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+hash_core_map_impl!(LruHash);
 
 /// `BPF_MAP_TYPE_LRU_PERCPU_HASH`: the LRU hash with per-CPU values (laid
 /// out and updated as in [`super::percpu_hash`]).
@@ -90,52 +55,4 @@ impl LruPercpuHash {
     }
 }
 
-impl MapImpl for LruPercpuHash {
-    #[inline]
-    fn lookup_ptr(&self, key: &[u8], cpu: u32) -> Option<NonNull<u8>> {
-        self.core.lookup_ptr(key, cpu)
-    }
-
-    fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, MapError> {
-        self.core.lookup(key)
-    }
-
-    fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
-        self.core.update(key, NewValue::All(value), flags)
-    }
-
-    fn update_from_program(
-        &self,
-        key: &[u8],
-        value: &[u8],
-        flags: u64,
-        cpu: u32,
-    ) -> Result<(), MapError> {
-        self.core
-            .update(key, NewValue::Cpu(cpu as usize, value), flags)
-    }
-
-    fn delete(&self, key: &[u8]) -> Result<(), MapError> {
-        self.core.delete(key)
-    }
-
-    fn next_key(&self, key: Option<&[u8]>) -> Result<Option<Vec<u8>>, MapError> {
-        self.core.next_key(key)
-    }
-
-    fn len(&self) -> usize {
-        self.core.len()
-    }
-
-    fn memory_usage(&self) -> usize {
-        self.core.memory_usage()
-    }
-
-    fn num_cpus(&self) -> usize {
-        self.core.num_cpus()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+hash_core_map_impl!(LruPercpuHash);
