@@ -24,6 +24,7 @@ map and what is wrong; values of the wrong Python type raise ``TypeError``.
 
 from __future__ import annotations
 
+import abc
 import ctypes
 import errno
 import struct
@@ -51,7 +52,7 @@ def _type_name(obj: object) -> str:
     return type(obj).__name__
 
 
-class Codec:
+class Codec(abc.ABC):
     """Converts Python objects to and from ``size`` bytes.
 
     Subclasses implement :meth:`encode` and :meth:`decode`; the batch forms
@@ -87,11 +88,11 @@ class Codec:
     def error(self, message: str) -> MapError:
         return map_error(self.map_name, f"{self.role} {message}")
 
-    def encode(self, obj: Any) -> bytes:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def encode(self, obj: Any) -> bytes: ...
 
-    def decode(self, data: bytes) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def decode(self, data: bytes) -> Any: ...
 
     def encode_many(self, objs: Sequence[Any]) -> bytes:
         encode = self.encode
