@@ -875,16 +875,7 @@ impl RingBufferConsumer {
 
     fn deliver(&self, py: Python<'_>) -> PyResult<usize> {
         let Some(cb) = &self.callback else {
-            return Err(new_map_error(
-                py,
-                format!(
-                    "map '{}': this consumer has no callback: iterate it or use drain()",
-                    self.map.name()
-                ),
-                22,
-                self.map.name(),
-                None,
-            ));
+            return Err(no_callback(py, &self.map));
         };
         let cb = cb.bind(py);
         self.each(py, |record| {
@@ -1041,16 +1032,7 @@ impl PerfBufferConsumer {
 
     fn deliver(&self, py: Python<'_>) -> PyResult<usize> {
         let Some(cb) = &self.callback else {
-            return Err(new_map_error(
-                py,
-                format!(
-                    "map '{}': this consumer has no callback: iterate it or use drain()",
-                    self.map.name()
-                ),
-                22,
-                self.map.name(),
-                None,
-            ));
+            return Err(no_callback(py, &self.map));
         };
         let cb = cb.bind(py);
         self.each(py, |cpu, sample| {
@@ -1170,6 +1152,20 @@ fn num_cpus() -> usize {
 }
 
 /// Adds the map classes and functions to `ebpfvm._core`.
+/// A consumer asked to deliver records without a callback (EINVAL).
+fn no_callback(py: Python<'_>, map: &Map) -> PyErr {
+    new_map_error(
+        py,
+        format!(
+            "map '{}': this consumer has no callback: iterate it or use drain()",
+            map.name()
+        ),
+        22,
+        map.name(),
+        None,
+    )
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyMap>()?;
     m.add_class::<MapMemory>()?;
