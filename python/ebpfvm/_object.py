@@ -268,6 +268,7 @@ class Object:
             progs[p["name"]] = ObjectProgram(self, program)
         self.programs: Mapping[str, ObjectProgram] = _ReadOnlyDict(progs)
         self._loaded: dict[tuple[Any, ...], dict[str, Executable]] = {}
+        self._any_loaded = False
 
     @classmethod
     def open(
@@ -324,7 +325,7 @@ class Object:
     @property
     def loaded(self) -> bool:
         """Whether any program of the object has been loaded."""
-        return bool(self._loaded)
+        return self._any_loaded
 
     def globals(self, section: str) -> GlobalData:
         """The variables of global data section ``section``."""
@@ -356,13 +357,13 @@ class Object:
         """Loads every program (with a known type) and fills program arrays
         from the object's initialisers; returns the executables by name.
         Loading again with the same options returns the same executables."""
-        key: tuple[Any, ...] = (engine, *sorted(options.items(), key=lambda kv: kv[0]))
+        key: tuple[Any, ...] | None = (engine, *sorted(options.items(), key=lambda kv: kv[0]))
         try:
             hash(key)
         except TypeError:
-            # Unhashable options (a helpers dict): load afresh each time.
-            key = (engine, object())
-        if key in self._loaded:
+            # Unhashable options (a helpers dict): load afresh, keep nothing.
+            key = None
+        if key is not None and key in self._loaded:
             return self._loaded[key]
         exes: dict[str, Executable] = {}
         for name, p in self.programs.items():
@@ -370,7 +371,9 @@ class Object:
                 continue
             exes[name] = p.program.load(engine=engine, **options)
         self._elf.init_prog_arrays(list(self._cores), exes)
-        self._loaded[key] = exes
+        self._any_loaded = True
+        if key is not None:
+            self._loaded[key] = exes
         return exes
 
     def program(self, name: str | None = None, section: str | None = None) -> ObjectProgram:
