@@ -382,6 +382,45 @@ impl MemoryMap {
         map
     }
 
+    /// [`MemoryMap::from_setup`] written field by field into `dst`, for
+    /// callers that build a larger run context in place: returning the map
+    /// by value makes the compiler assemble it in a temporary and copy it,
+    /// which stalls on store forwarding on the per-run path.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes; whatever it held is overwritten
+    /// without being dropped.
+    #[inline(always)]
+    pub unsafe fn init_in_place(dst: *mut MemoryMap, stack_top: u64, setup: &RunSetup<'_>) {
+        use std::ptr::addr_of_mut;
+        addr_of_mut!((*dst).stack_lo).write(stack_top - FRAME);
+        addr_of_mut!((*dst).stack_len).write(FRAME);
+        addr_of_mut!((*dst).extra).write(Vec::new());
+        addr_of_mut!((*dst).grants).write(Vec::new());
+        addr_of_mut!((*dst).state).write(setup.state);
+        addr_of_mut!((*dst).callback_instructions).write(0);
+        addr_of_mut!((*dst).invoker).write(None);
+        if setup.input_writable {
+            addr_of_mut!((*dst).mem_lo).write(setup.input_lo);
+            addr_of_mut!((*dst).mem_len).write(setup.input_len);
+        } else {
+            addr_of_mut!((*dst).mem_lo).write(0);
+            addr_of_mut!((*dst).mem_len).write(0);
+            if setup.input_len > 0 {
+                (*dst).extra.push(Region {
+                    lo: setup.input_lo,
+                    len: setup.input_len,
+                    writable: false,
+                });
+            }
+        }
+        if !setup.regions.is_empty() {
+            (*dst)
+                .extra
+                .extend(setup.regions.iter().filter(|r| r.len > 0));
+        }
+    }
+
     /// Moves the primary region (a helper that grows or shrinks a packet).
     pub fn set_input(&mut self, lo: u64, len: u64) {
         self.mem_lo = lo;

@@ -141,6 +141,9 @@ pub struct JitExecutable {
     program: Arc<Program>,
     code_size: usize,
     compile_time: Duration,
+    /// Compiled in the verified shape: the verifier proved that no stack
+    /// byte is read before it is written, so runs need not zero the frame.
+    verified: bool,
 }
 
 impl JitExecutable {
@@ -207,6 +210,7 @@ impl JitExecutable {
             program,
             code_size: size,
             compile_time: start.elapsed(),
+            verified: opts.verified,
         })
     }
 
@@ -229,7 +233,7 @@ impl JitExecutable {
         self.compile_time
     }
 
-    #[inline]
+    #[cold]
     fn outcome(&self, ctx: &mut RunCtx, out: Pair) -> Result<RunOutcome, ExecError> {
         let pc = ctx.fault_pc as usize;
         match ctx.status {
@@ -321,33 +325,64 @@ impl Runner for JitExecutable {
         stack: *mut u8,
     ) -> Result<RunOutcome, ExecError> {
         let top = stack.add(STACK_BYTES);
-        std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
-        let map = MemoryMap::from_setup(top as u64, setup);
-        let mut ctx = RunCtx {
-            mem_lim: mem_limits(map.mem_len),
-            map,
-            status: STATUS_OK,
-            fault_pc: 0,
-            fault_addr: 0,
-            fault_info: 0,
-            depth: 0,
-            budget: self.max_instructions,
-            functions: self.functions.as_ptr(),
-            helpers: self.helpers.as_ptr(),
-            helpers_len: self.helpers.len() as u64,
-            unwind_helper: self.unwind_helper.map_or(u64::MAX, |h| h as u64),
-            slow_ok: 0,
-            error: None,
-        };
+        if !self.verified {
+            std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
+        }
+        // Built in place, field by field: this is on every run's path, and
+        // assembling the context in a temporary first stalls on store
+        // forwarding when it is copied.
+        // Dropped when the run ends, also if a helper panics through it;
+        // nothing below can unwind before every field is written.
+        let mut holder = InPlace(std::mem::MaybeUninit::uninit());
+        let c = holder.0.as_mut_ptr();
+        MemoryMap::init_in_place(std::ptr::addr_of_mut!((*c).map), top as u64, setup);
+        std::ptr::addr_of_mut!((*c).status).write(STATUS_OK);
+        std::ptr::addr_of_mut!((*c).fault_pc).write(0);
+        std::ptr::addr_of_mut!((*c).fault_addr).write(0);
+        std::ptr::addr_of_mut!((*c).fault_info).write(0);
+        std::ptr::addr_of_mut!((*c).depth).write(0);
+        std::ptr::addr_of_mut!((*c).budget).write(self.max_instructions);
+        std::ptr::addr_of_mut!((*c).functions).write(self.functions.as_ptr());
+        std::ptr::addr_of_mut!((*c).helpers).write(self.helpers.as_ptr());
+        std::ptr::addr_of_mut!((*c).helpers_len).write(self.helpers.len() as u64);
+        std::ptr::addr_of_mut!((*c).unwind_helper)
+            .write(self.unwind_helper.map_or(u64::MAX, |h| h as u64));
+        std::ptr::addr_of_mut!((*c).slow_ok).write(0);
+        std::ptr::addr_of_mut!((*c).mem_lim).write(mem_limits((*c).map.mem_len));
+        std::ptr::addr_of_mut!((*c).error).write(None);
+        let ctx = holder.get();
         ctx.map.set_invoker(self);
         // SAFETY: functions[0] is the entry of code compiled with this
         // signature, alive as long as self.
         let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
-        let out = entry(&mut ctx, setup.r1, setup.r2, 0, 0, 0, 0);
+        let out = entry(ctx, setup.r1, setup.r2, 0, 0, 0, 0);
         let extra = ctx.map.callback_instructions;
-        self.outcome(&mut ctx, out).map(|o| RunOutcome {
+        if ctx.status == STATUS_OK {
+            return Ok(RunOutcome {
+                r0: out.r0,
+                instructions: out.count.wrapping_add(extra),
+            });
+        }
+        self.outcome(ctx, out).map(|o| RunOutcome {
             r0: o.r0,
             instructions: o.instructions.wrapping_add(extra),
         })
+    }
+}
+
+/// An initialised run context living in its caller's frame; dropped with it.
+struct InPlace(std::mem::MaybeUninit<RunCtx>);
+
+impl InPlace {
+    fn get(&mut self) -> &mut RunCtx {
+        // SAFETY: constructed only after every field was written.
+        unsafe { self.0.assume_init_mut() }
+    }
+}
+
+impl Drop for InPlace {
+    fn drop(&mut self) {
+        // SAFETY: as in `get`; dropped once.
+        unsafe { self.0.assume_init_drop() }
     }
 }

@@ -9,7 +9,7 @@ use pyo3::types::PyBytes;
 use std::sync::Arc;
 
 use ebpfvm_core::error::ExecError;
-use ebpfvm_core::interp::{Region, RunOutcome, Runner};
+use ebpfvm_core::interp::{Region, RunOutcome, RunSetup, Runner};
 use ebpfvm_core::progtype::ProgType;
 use ebpfvm_core::runtime::run::{self, Input, RunResult};
 use ebpfvm_core::runtime::{self, context, Environment, LoadedProgram};
@@ -445,10 +445,11 @@ impl PyExecutable {
                 } else {
                     (data.as_mut_ptr(), data.len())
                 };
+                let setup = RunSetup::memory(ptr as u64, len as u64, true);
                 let start = std::time::Instant::now();
                 for _ in 0..number {
                     // SAFETY: `data` and `stack` outlive the loop.
-                    unsafe { engine.run_raw_with_stack(ptr, len, true, sp) }?;
+                    unsafe { engine.run_setup(&setup, sp) }?;
                 }
                 Ok(start.elapsed().as_secs_f64())
             }))
