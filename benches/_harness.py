@@ -352,14 +352,14 @@ def load_case(
     case: InterpCase, native: NativeLib | None, engine: str = "interpreter"
 ) -> ebpfvm.Executable:
     """The program of ``case`` loaded on ``engine``; ``VERIFIED`` loads the
-    JIT with verify=True for inputs of the timed vector's size (raises
-    ebpfvm.VerifierError when the verifier cannot prove the program)."""
+    JIT with verify=True for inputs from the shortest to the longest of the
+    program's vectors (runs outside those sizes are refused), and raises
+    ebpfvm.VerifierError when the verifier cannot prove the program."""
     program = ebpfvm.Program(read_bytecode(case.program, case.isa))
     if engine == VERIFIED:
+        sizes = [len(read_input(v)) for v, _ in vectors_of(case.program)]
         return program.load(
-            engine="jit",
-            verify=True,
-            input_size=min(len(read_input(v)) for v, _ in vectors_of(case.program)),
+            engine="jit", verify=True, input_size=min(sizes), max_input_size=max(sizes)
         )
     return program.load(engine=engine, verify=False, helpers=case_helpers(case, native))
 

@@ -229,6 +229,54 @@ def test_verify_true_proves_or_refuses(engine: str) -> None:
     assert not unsafe.load(engine=engine).verified
 
 
+@pytest.mark.parametrize("engine", ["interpreter", "jit", "auto"])
+def test_verify_true_raw_input_is_bounded_by_its_length(engine: str) -> None:
+    # Reads guarded by a length check are proven for any input length.
+    guarded = ebpfvm.Program.from_asm(
+        "mov %r0, 0\njlt %r2, 8, +1\nldxdw %r0, [%r1+0]\nexit\n"
+    )
+    exe = guarded.load(engine=engine, verify=True)
+    assert exe.run(bytes(range(8))) == 0x0706050403020100
+    assert exe.run(bytes(3)) == 0
+    assert exe.run(bytes(range(100))) == 0x0706050403020100
+    # The same read without the check is refused, naming the length.
+    unguarded = ebpfvm.Program.from_asm("ldxdw %r0, [%r1+0]\nexit\n")
+    with pytest.raises(ebpfvm.VerifierError, match="the input may be only 0 bytes long"):
+        unguarded.load(engine=engine, verify=True)
+    # A loop over the whole input: summing its bytes up to r1 + r2.
+    loop = ebpfvm.Program.from_asm(
+        "\n".join(
+            [
+                "mov %r0, 0",
+                "mov %r3, %r1",
+                "add %r3, %r2",  # r3 = end of input
+                "mov %r4, %r1",
+                "mov %r5, %r4",  # loop: r5 = r4 + 1
+                "add %r5, 1",
+                "jgt %r5, %r3, +4",
+                "ldxb %r6, [%r4+0]",
+                "add %r0, %r6",
+                "add %r4, 1",
+                "ja -7",
+                "exit",
+            ]
+        )
+        + "\n"
+    )
+    # Unbounded inputs: the loop cannot be proven to end.
+    with pytest.raises(ebpfvm.VerifierError, match="too large"):
+        loop.verify(max_insns=20_000)
+    exe = loop.load(engine=engine, verify=True, max_input_size=64)
+    assert exe.run(bytes(range(64))) == sum(range(64))
+    assert exe.run(b"") == 0
+    with pytest.raises(ebpfvm.ExecutionError, match="longer than the 64 bytes"):
+        exe.run(bytes(65))
+    with pytest.raises(ebpfvm.ExecutionError, match="longer than the 64 bytes"):
+        exe.run_batch([bytes(10), bytes(65)])
+    with pytest.raises(ValueError, match="larger than max_input_size"):
+        loop.load(engine=engine, verify=True, input_size=65, max_input_size=64)
+
+
 def test_unknown_engine() -> None:
     program = ebpfvm.Program.from_asm("mov %r0, 1\nexit\n")
     with pytest.raises(ebpfvm.Error):

@@ -143,6 +143,7 @@ class Program:
         *,
         prog_type: str | None = None,
         input_size: int = 0,
+        max_input_size: int = 4294967295,
         max_insns: int | None = None,
     ) -> dict[str, Any]: ...
     def load(
@@ -153,6 +154,7 @@ class Program:
         unwind_helper: int | None = None,
         max_instructions: int | None = None,
         input_size: int | None = None,
+        max_input_size: int | None = None,
     ) -> Executable: ...
 
 # ---- Objects and runs (rust/python/src/object.rs) ----------------------------

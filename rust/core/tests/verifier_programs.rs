@@ -83,7 +83,7 @@ fn raw_memory_bounds() {
         RAW,
         &[],
         0,
-        "invalid access to memory, mem_size=64 off=60 size=8",
+        "invalid access to the input, off=60 size=8: the input may be only 64 bytes long",
     );
 }
 
@@ -610,7 +610,7 @@ fn pruning_makes_independent_branches_linear() {
     let e = check(&src, RAW, &[]).unwrap_err();
     assert!(
         e.message
-            .contains("invalid access to memory, mem_size=64 off=64 size=1"),
+            .contains("invalid access to the input, off=64 size=1: the input may be only 64 bytes"),
         "{}",
         e.message
     );
@@ -896,4 +896,138 @@ fn pointers_stay_out_of_maps() {
         7,
         "R10 leaks addr into map",
     );
+}
+
+/// Raw programs verified for inputs of `min..=max` bytes.
+fn check_raw(src: &str, min: u32, max: u32) -> Result<Verified, VerifyError> {
+    let opts = VerifyOptions {
+        raw_input_size: min,
+        raw_max_input_size: max,
+        log_level: 1,
+        ..VerifyOptions::default()
+    };
+    verify(&program(src), &opts)
+}
+
+#[track_caller]
+fn raw_rejected_at(src: &str, min: u32, max: u32, pc: usize, msg: &str) {
+    let e = check_raw(src, min, max).expect_err("accepted");
+    assert!(e.message.contains(msg), "expected '{msg}', got '{}'", e.message);
+    assert_eq!(e.pc, Some(pc), "{}\n{}", e.message, e.log);
+}
+
+#[test]
+fn raw_input_length_checks_bound_the_input() {
+    // The length compared with a constant, as parse.c does before reading
+    // the Ethernet header: reads below the bound are proven, above are not.
+    let checked = "mov %r0, 1
+        jslt %r2, 14, out
+        ldxh %r0, [%r1+12]
+        out:
+        exit";
+    check_raw(checked, 0, u32::MAX).unwrap();
+    let past = checked.replace("[%r1+12]", "[%r1+13]");
+    raw_rejected_at(&past, 0, u32::MAX, 2, "the input may be only 14 bytes long");
+    // A copy of the length bounds the input as well, also once r2 is gone.
+    let copy = "mov %r3, %r2
+        mov %r2, 0
+        mov %r0, 0
+        jlt %r3, 8, out
+        ldxdw %r0, [%r1+0]
+        out:
+        exit";
+    check_raw(copy, 0, u32::MAX).unwrap();
+    // Without the check nothing past the guaranteed size may be read.
+    raw_rejected_at("ldxb %r0, [%r1+0]\nexit", 0, u32::MAX, 0, "may be only 0 bytes");
+    check_raw("ldxb %r0, [%r1+0]\nexit", 1, u32::MAX).unwrap();
+}
+
+#[test]
+fn raw_input_end_is_start_plus_length() {
+    // data + len is the end: pointer comparisons against it prove ranges,
+    // as with a packet's data_end.
+    let ok = "mov %r0, 0
+        mov %r3, %r1
+        add %r3, %r2
+        mov %r4, %r1
+        add %r4, 20
+        jgt %r4, %r3, out
+        ldxw %r0, [%r1+16]
+        out:
+        exit";
+    check_raw(ok, 0, u32::MAX).unwrap();
+    raw_rejected_at(&ok.replace("[%r1+16]", "[%r1+17]"), 0, u32::MAX, 6, "invalid access");
+    // Only the length itself makes an end: any other scalar is a plain
+    // variable offset, which stays unproven.
+    let other = ok.replace("add %r3, %r2", "add %r3, 100");
+    raw_rejected_at(&other, 0, u32::MAX, 6, "invalid access");
+    // The end may be stepped back from, and read behind once the length
+    // is known to be large enough.
+    let tail = "mov %r0, 0
+        jeq %r2, 0, out
+        add %r2, %r1
+        ldxb %r0, [%r2-1]
+        out:
+        exit";
+    check_raw(tail, 0, u32::MAX).unwrap();
+    raw_rejected_at(
+        &tail.replace("jeq %r2, 0, out", "jeq %r2, 5, out"),
+        0,
+        u32::MAX,
+        3,
+        "the input may be only 0 bytes long",
+    );
+    raw_rejected_at(&tail.replace("[%r2-1]", "[%r2+0]"), 0, u32::MAX, 3, "from its end");
+}
+
+#[test]
+fn raw_length_is_not_trusted_beyond_its_bounds() {
+    // The length may be anything up to the largest size: using it as a
+    // stack offset is out of bounds even if every input tried was short.
+    let src = "mov %r3, %r10
+        add %r3, -512
+        add %r3, %r2
+        stb [%r3+0], 0
+        mov %r0, 0
+        exit";
+    assert!(check_raw(src, 64, u32::MAX).is_err());
+    // Bounded above by the largest size it is fine.
+    check_raw(src, 0, 511).unwrap();
+}
+
+#[test]
+fn raw_loops_over_the_input_are_bounded_by_its_largest_size() {
+    // csum.c's loop: i + 1 < len, reading a u16 at i, then the odd byte at
+    // end - 1 (len & 1 of a length of 0 or 1 is the length itself).
+    let csum = "mov %r0, 0
+        jlt %r2, 2, tail
+        mov %r3, 0
+        mov %r4, 0
+        loop:
+        mov %r5, %r1
+        add %r5, %r3
+        ldxh %r5, [%r5+0]
+        add %r0, %r5
+        add %r4, 2
+        mov %r5, %r3
+        add %r5, 3
+        mov %r3, %r4
+        jlt %r5, %r2, loop
+        tail:
+        mov %r3, %r2
+        and %r3, 1
+        jeq %r3, 0, out
+        add %r2, %r1
+        ldxb %r1, [%r2-1]
+        add %r0, %r1
+        out:
+        exit";
+    let v = check_raw(csum, 0, 1500).unwrap();
+    assert!(v.stats.insns_processed < 100_000, "{:?}", v.stats);
+    // With no bound on the input the loop cannot be proven to end.
+    let e = check_raw(csum, 0, u32::MAX).unwrap_err();
+    assert!(e.message.contains("too large"), "{}", e.message);
+    // One byte too far in the loop is caught.
+    let e = check_raw(&csum.replace("add %r5, 3", "add %r5, 2"), 0, 1500).unwrap_err();
+    assert!(e.message.contains("invalid access to the input"), "{}", e.message);
 }

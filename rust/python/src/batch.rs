@@ -185,7 +185,7 @@ pub fn run_batch<'py>(
     let items = &recs.items;
     let engine = &exe.inner;
     let loaded = exe.loaded().cloned();
-    let min_input = exe.min_input();
+    let input_bounds = exe.input_bounds();
     // The lowest failing record so far: threads skip records above it but
     // finish those below, so the error reported is the first one.
     let first_fail = AtomicUsize::new(usize::MAX);
@@ -201,14 +201,11 @@ pub fn run_batch<'py>(
                 return;
             }
             let r = items[k];
-            if r.len < min_input {
+            if let Some(why) = input_bounds.refusal(r.len) {
                 let e = ExecError::new(
                     0,
                     ebpfvm_core::error::FaultKind::OutOfBounds,
-                    format!(
-                        "a record of {} bytes is shorter than the {min_input} bytes the program was verified for",
-                        r.len
-                    ),
+                    format!("record {k}: {why}"),
                 );
                 let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
                 if slot.as_ref().is_none_or(|(j, _)| k < *j) {

@@ -17,6 +17,37 @@ use ebpfvm_jit::engine::{Engine, EngineKind};
 
 use crate::errors::{exec_error, guard};
 
+/// The input sizes a verified raw program was proven for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct InputBounds {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl InputBounds {
+    pub const ANY: InputBounds = InputBounds {
+        min: 0,
+        max: usize::MAX,
+    };
+
+    /// Why an input of `len` bytes may not run, if it may not.
+    pub fn refusal(self, len: usize) -> Option<String> {
+        if len < self.min {
+            Some(format!(
+                "the input is {len} bytes, shorter than the {} bytes the program was verified for (input_size)",
+                self.min
+            ))
+        } else if len > self.max {
+            Some(format!(
+                "the input is {len} bytes, longer than the {} bytes the program was verified for (max_input_size)",
+                self.max
+            ))
+        } else {
+            None
+        }
+    }
+}
+
 /// A loaded program, ready to run. Safe to share between threads.
 #[pyclass(frozen, module = "ebpfvm", name = "Executable")]
 pub struct PyExecutable {
@@ -30,7 +61,7 @@ pub struct PyExecutable {
     verified: bool,
     /// Raw verified programs were proven safe for inputs of at least this
     /// many bytes; shorter inputs are refused rather than run unchecked.
-    min_input: usize,
+    input_bounds: InputBounds,
     /// Whether a run *can* take long: only programs with loops, calls or
     /// many instructions can; straight-line code finishes in nanoseconds.
     may_run_long: bool,
@@ -58,7 +89,7 @@ impl PyExecutable {
             inner: Arc::new(inner),
             loaded: None,
             verified: false,
-            min_input: 0,
+            input_bounds: InputBounds::ANY,
             _keepalive: keepalive,
             may_run_long,
             last_instructions: AtomicU64::new(u64::MAX),
@@ -91,34 +122,32 @@ impl PyExecutable {
         self.loaded.as_ref()
     }
 
-    /// Marks the executable as verified (for raw programs: for inputs of at
-    /// least `input_size` bytes).
-    pub fn verified_for(mut self, verified: bool, input_size: u32) -> Self {
+    /// Marks the executable as verified (for raw programs: for inputs of
+    /// `input.0` to `input.1` bytes).
+    pub fn verified_for(mut self, verified: bool, input: (u32, u32)) -> Self {
         self.verified = verified;
         let raw = self
             .loaded
             .as_ref()
             .is_none_or(|l| l.prog_type == ProgType::Raw);
-        self.min_input = if verified && raw {
-            input_size as usize
-        } else {
-            0
-        };
+        if verified && raw {
+            self.input_bounds = InputBounds {
+                min: input.0 as usize,
+                max: input.1 as usize,
+            };
+        }
         self
     }
 
-    pub(crate) fn min_input(&self) -> usize {
-        self.min_input
+    pub(crate) fn input_bounds(&self) -> InputBounds {
+        self.input_bounds
     }
 
     fn check_input(&self, len: usize) -> PyResult<()> {
-        if len < self.min_input {
-            return Err(crate::errors::ExecutionError::new_err(format!(
-                "the input is {len} bytes, shorter than the {} bytes the program was verified for (input_size)",
-                self.min_input
-            )));
+        match self.input_bounds.refusal(len) {
+            Some(why) => Err(crate::errors::ExecutionError::new_err(why)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Runs a typed program through the run-time: packet programs on a
@@ -237,7 +266,7 @@ impl PyExecutable {
     }
 
     fn execute(&self, py: Python<'_>, mem: Option<&Bound<'_, PyAny>>) -> PyResult<RunOutcome> {
-        if self.min_input > 0 {
+        if self.input_bounds != InputBounds::ANY {
             let len = match mem.filter(|m| !m.is_none()) {
                 None => 0,
                 Some(m) => BufferView::get(m)?.len,

@@ -106,9 +106,15 @@ impl PyProgram {
         py: Python<'_>,
         t: ProgType,
         log_level: u32,
-        input_size: u32,
+        input: (u32, u32),
         max_insns: Option<u64>,
     ) -> PyResult<verifier::Verified> {
+        if input.0 > input.1 {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "input_size ({}) is larger than max_input_size ({})",
+                input.0, input.1
+            )));
+        }
         if log_level > 2 {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "log_level is 0, 1 or 2",
@@ -117,7 +123,8 @@ impl PyProgram {
         let defs: Vec<_> = self.meta.maps.iter().map(|m| m.def().clone()).collect();
         let opts = verifier::VerifyOptions {
             prog_type: t,
-            raw_input_size: input_size,
+            raw_input_size: input.0,
+            raw_max_input_size: input.1,
             maps: &defs,
             log_level,
             line_info: &self.meta.line_info,
@@ -268,21 +275,22 @@ impl PyProgram {
     /// `states_total`, `peak_states`, `max_states_per_insn`, `time` in
     /// seconds, and `log` at `log_level` 1 or 2); raises `VerifierError`
     /// (`.pc`, `.message`, `.log`) when it cannot. Raw programs (no type)
-    /// are verified for an input of `input_size` bytes.
-    #[pyo3(signature = (log_level = 0, *, prog_type = None, input_size = 0, max_insns = None))]
+    /// are verified for inputs of `input_size` to `max_input_size` bytes.
+    #[pyo3(signature = (log_level = 0, *, prog_type = None, input_size = 0, max_input_size = u32::MAX, max_insns = None))]
     fn verify<'py>(
         &self,
         py: Python<'py>,
         log_level: u32,
         prog_type: Option<&str>,
         input_size: u32,
+        max_input_size: u32,
         max_insns: Option<u64>,
     ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
         let t = match parse_prog_type(prog_type)?.or(self.meta.prog_type) {
             Some(t) => t,
             None => self.untyped_as_raw()?,
         };
-        let v = self.run_verifier(py, t, log_level, input_size, max_insns)?;
+        let v = self.run_verifier(py, t, log_level, (input_size, max_input_size), max_insns)?;
         let d = verify_stats(py, &v.stats)?;
         d.set_item("log", v.log)?;
         Ok(d)
@@ -374,7 +382,7 @@ impl PyProgram {
 
     /// Prepares the program to run. See the Python documentation of
     /// `ebpfvm.Program.load`.
-    #[pyo3(signature = (engine = "auto", verify = false, helpers = None, unwind_helper = None, max_instructions = None, input_size = None))]
+    #[pyo3(signature = (engine = "auto", verify = false, helpers = None, unwind_helper = None, max_instructions = None, input_size = None, max_input_size = None))]
     #[allow(clippy::too_many_arguments)]
     fn load(
         &self,
@@ -385,6 +393,7 @@ impl PyProgram {
         unwind_helper: Option<u32>,
         max_instructions: Option<u64>,
         input_size: Option<u32>,
+        max_input_size: Option<u32>,
     ) -> PyResult<exec::PyExecutable> {
         let Some(kind) = ebpfvm_jit::engine::EngineKind::parse(engine) else {
             return Err(Error::new_err(format!(
@@ -398,7 +407,7 @@ impl PyProgram {
         }
         let (registry, keepalive) = helpers::build_registry(py, helpers)?;
         let max_instructions = max_instructions.unwrap_or(interp::DEFAULT_MAX_INSTRUCTIONS);
-        let input_size = input_size.unwrap_or(0);
+        let input = (input_size.unwrap_or(0), max_input_size.unwrap_or(u32::MAX));
         if verify {
             if unwind_helper.is_some() {
                 return Err(pyo3::exceptions::PyValueError::new_err(
@@ -409,10 +418,10 @@ impl PyProgram {
                 Some(t) => t,
                 None => self.untyped_as_raw()?,
             };
-            self.run_verifier(py, t, 0, input_size, None)?;
-        } else if input_size != 0 {
+            self.run_verifier(py, t, 0, input, None)?;
+        } else if input_size.is_some() || max_input_size.is_some() {
             return Err(pyo3::exceptions::PyValueError::new_err(
-                "input_size is what verify=True proves raw programs against; it needs verify=True",
+                "input_size and max_input_size are what verify=True proves raw programs against; they need verify=True",
             ));
         }
         if self.meta.prog_type.is_none() && self.meta.maps.is_empty() {
@@ -426,7 +435,7 @@ impl PyProgram {
             return guard(py, || {
                 let exe = ebpfvm_jit::engine::Engine::load(kind, self.inner.clone(), opts)
                     .map_err(|e| program_error(py, &e))?;
-                Ok(exec::PyExecutable::new(exe, keepalive).verified_for(verify, input_size))
+                Ok(exec::PyExecutable::new(exe, keepalive).verified_for(verify, input))
             });
         }
         // A kernel-style program: its context, maps and kernel helpers
@@ -463,7 +472,7 @@ impl PyProgram {
                 runtime::map_regions(&maps),
                 env,
             )
-            .verified_for(verify, input_size))
+            .verified_for(verify, input))
         })
     }
 }

@@ -4,8 +4,14 @@
 use super::explore::{VResult, Verifier};
 use super::log::type_name;
 use super::scalar::{self, AluOp, Scalar, Width};
-use super::state::{Reg, RegType, State};
+use super::state::{Reg, RegType, State, INPUT_LEN_ID};
 use crate::isa::*;
+use crate::progtype::ProgType;
+
+/// The input pointer of a raw program as it came in (r1 on entry).
+fn is_input_start(r: &Reg) -> bool {
+    r.ty == RegType::Packet && r.off == 0 && r.v.is_zero()
+}
 
 /// Largest offset a pointer may carry (the kernel's BPF_MAX_VAR_OFF); keeps
 /// offset arithmetic far away from overflow.
@@ -111,6 +117,16 @@ impl Verifier<'_> {
             }
             *st.reg_mut(d) = r;
             return Ok(());
+        }
+        if op == ALU_AND && is64 && src.is_const() {
+            // A mask that keeps every bit the value may have set leaves it
+            // unchanged: it stays a copy (same id), so a later comparison
+            // on it still bounds the original (e.g. `len & 1` of a length
+            // known to be 0 or 1).
+            let bits = dst.v.var_off.value | dst.v.var_off.mask;
+            if bits & !src.v.var_off.value == 0 {
+                return Ok(());
+            }
         }
         let signed = matches!(op, ALU_DIV | ALU_MOD) && insn.off == 1;
         let v = match alu_op(op, signed) {
@@ -269,6 +285,33 @@ impl Verifier<'_> {
                     type_name(ptr)
                 ),
             );
+        }
+        let raw = self.opts.prog_type == ProgType::Raw;
+        if raw && op == ALU_ADD && is_input_start(ptr) && off_reg.id == INPUT_LEN_ID {
+            // data + len: the end of a raw program's input.
+            return Ok(Reg::pointer(RegType::PacketEnd));
+        }
+        if raw && ptr.ty == RegType::PacketEnd && ptr_is_dst {
+            // Raw programs may address the input from its end (`end[-1]`):
+            // such accesses are proven against the length's lower bound.
+            if let Some(c) = off_reg.v.const_value() {
+                let c = c as i64;
+                let off = if op == ALU_ADD {
+                    ptr.off as i64 + c
+                } else {
+                    ptr.off as i64 - c
+                };
+                if off > 0 || off <= -MAX_VAR_OFF {
+                    return self.err(
+                        pc,
+                        format!("value {off} makes pkt_end pointer be out of bounds"),
+                    );
+                }
+                return Ok(Reg {
+                    off: off as i32,
+                    ..*ptr
+                });
+            }
         }
         match ptr.ty {
             RegType::ConstMapPtr

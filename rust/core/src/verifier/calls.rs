@@ -286,11 +286,7 @@ impl Verifier<'_> {
                 // entered with the callback's arguments.
                 let mut f = Frame::new(usize::MAX, target, 0);
                 f.regs[1..6].copy_from_slice(&args);
-                let alone = State {
-                    frames: vec![f],
-                    refs: Vec::new(),
-                    lock: None,
-                };
+                let alone = State::new(f);
                 return Ok(Flow::Fork {
                     other: Box::new(alone),
                     other_pc: target,

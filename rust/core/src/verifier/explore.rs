@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::liveness;
 use super::log::{self, Log};
-use super::state::{regsafe, states_equal, widen, Frame, IdMap, Reg, RegType, State};
+use super::state::{regsafe, states_equal, widen, Frame, IdMap, Reg, RegType, State, INPUT_LEN_ID};
 use super::{PtrClass, Verified, VerifyError, VerifyOptions, VerifyStats};
 use crate::isa::*;
 use crate::kernel::contexts::{self, ContextDesc};
@@ -57,6 +57,10 @@ impl Hist {
 const ALL_READ: [u64; MAX_CALL_FRAMES] = [u64::MAX; MAX_CALL_FRAMES];
 /// In-progress states at an instruction compared for an infinite loop.
 const RECENT_ANCESTORS: usize = 4;
+/// Inside a loop, instructions on one path between stored states.
+const LOOP_CHECKPOINT_DISTANCE: usize = 64;
+/// Inside a loop, states kept per instruction for comparisons.
+const MAX_LOOP_STATES_PER_INSN: usize = 64;
 
 pub(super) struct Checkpoint {
     /// Per frame, the stack slots some later path read before overwriting
@@ -115,8 +119,6 @@ pub(super) struct Verifier<'a> {
     jumps_processed: u64,
     /// The latest back edge taken: where a runaway loop is reported.
     last_back_edge: Option<usize>,
-    last_ckpt_jumps: u64,
-    last_ckpt_insns: u64,
 }
 
 impl<'a> Verifier<'a> {
@@ -254,15 +256,15 @@ impl<'a> Verifier<'a> {
             {
                 *st = w;
             }
-        } else if looping
-            && self.jumps_processed - self.last_ckpt_jumps < 20
-            && self.stats.insns_processed - self.last_ckpt_insns < 100
-        {
+        } else if looping && self.cur_hist.len() < LOOP_CHECKPOINT_DISTANCE {
+            // Inside a loop, states are stored only every so often along
+            // this path (not since the last state stored anywhere: the exit
+            // path of every iteration stores one, and the loop's own
+            // history would then grow without bound, making precision
+            // backtracking quadratic).
             self.explored[pc] = list;
             return Ok(Visit::Continue(parent));
         }
-        self.last_ckpt_jumps = self.jumps_processed;
-        self.last_ckpt_insns = self.stats.insns_processed;
         let id = self.ckpts.len() as u32;
         let mut stored = st.clone();
         // Precision is about the future: it is found again by backtracking.
@@ -277,6 +279,16 @@ impl<'a> Verifier<'a> {
             hits: 0,
             misses: 0,
         });
+        // A long loop stores a state every few iterations. Past a point the
+        // oldest iterations still running stop being compared (they stay
+        // checkpoints of the path, for precision): comparing every later
+        // iteration with all of them would make long loops quadratic.
+        if looping && list.len() >= MAX_LOOP_STATES_PER_INSN {
+            let ckpts = &self.ckpts;
+            if let Some(k) = list.iter().position(|&ci| ckpts[ci as usize].branches > 0) {
+                list.remove(k);
+            }
+        }
         list.push(id);
         self.stats.max_states_per_insn = self.stats.max_states_per_insn.max(list.len() as u64);
         self.explored[pc] = list;
@@ -567,21 +579,25 @@ impl<'a> Verifier<'a> {
 
     fn initial_state(&mut self) -> State {
         let mut f = Frame::new(usize::MAX, 0, 0);
+        let mut input_len = Reg::NOT_INIT;
         if self.opts.prog_type == ProgType::Raw {
-            f.regs[1] = Reg {
-                mem_size: self.opts.raw_input_size,
-                ..Reg::pointer(RegType::Mem)
+            // The input is addressed like a packet whose end is r1 + r2:
+            // accesses are proven against what comparisons taught about the
+            // length (see `State::input_len`).
+            f.regs[1] = Reg::pointer(RegType::Packet);
+            let min = self.opts.raw_input_size as u64;
+            let max = (self.opts.raw_max_input_size as u64).max(min);
+            input_len = Reg {
+                id: INPUT_LEN_ID,
+                ..Reg::scalar(super::scalar::Scalar::urange(min, max))
             };
-            f.regs[2] = Reg::scalar(super::scalar::Scalar::up_to(
-                self.opts.raw_input_size as u64,
-            ));
+            f.regs[2] = input_len;
         } else {
             f.regs[1] = Reg::pointer(RegType::Ctx);
         }
         State {
-            frames: vec![f],
-            refs: Vec::new(),
-            lock: None,
+            input_len,
+            ..State::new(f)
         }
     }
 
@@ -739,8 +755,6 @@ pub(super) fn run(program: &Program, opts: &VerifyOptions) -> Result<Verified, V
         live_states: 0,
         jumps_processed: 0,
         last_back_edge: None,
-        last_ckpt_jumps: 0,
-        last_ckpt_insns: 0,
     };
     let res = v.explore();
     v.stats.duration = start.elapsed();

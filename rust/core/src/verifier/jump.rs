@@ -3,7 +3,7 @@
 
 use super::explore::{Flow, VResult, Verifier};
 use super::scalar::{Scalar, Width};
-use super::state::{Reg, RegType, State};
+use super::state::{Reg, RegType, State, INPUT_LEN_ID};
 use super::tnum::Tnum;
 use crate::isa::*;
 
@@ -432,7 +432,26 @@ impl Verifier<'_> {
             mark_null(not_null, p.id, false);
             return (true, true);
         }
-        if dst.is_pointer() && src.is_pointer() {
+        // A raw program's input: comparing a pointer into it with its end
+        // bounds the length (and an arm the length rules out is dead).
+        if taken.input_len.is_init() {
+            let rel = match (dst.ty, src.ty) {
+                (RegType::Packet, RegType::PacketEnd) if src.off == 0 => Some((dst, cmp)),
+                (RegType::PacketEnd, RegType::Packet) if dst.off == 0 => Some((src, cmp.swap())),
+                _ => None,
+            };
+            if let Some((p, rel)) = rel {
+                let taken_ok = bound_input_len(taken, p, rel);
+                let fall_ok = bound_input_len(fall, p, rel.negate());
+                if !(taken_ok && fall_ok) {
+                    return (taken_ok, fall_ok);
+                }
+            }
+        }
+        // Only the end itself bounds the packet (a raw program may also hold
+        // `end - k`).
+        let exact_end = |r: &Reg| r.ty != RegType::PacketEnd || r.off == 0;
+        if dst.is_pointer() && src.is_pointer() && exact_end(dst) && exact_end(src) {
             if pkt_pair(dst.ty, src.ty) {
                 // dst is the data pointer, src the end.
                 match cmp {
@@ -455,6 +474,44 @@ impl Verifier<'_> {
         }
         (true, true)
     }
+}
+
+/// In `st`, `p rel end` holds for a pointer `p` into a raw program's input:
+/// narrows the input length accordingly (the hidden length and every copy
+/// of it); false if no length is left.
+fn bound_input_len(st: &mut State, p: &Reg, rel: Cmp) -> bool {
+    if p.v.smin < 0 || p.off < 0 {
+        return true;
+    }
+    // p lies at input offset a..=b; the end is at offset L.
+    let a = (p.off as u64).saturating_add(p.v.umin);
+    let b = (p.off as u64).saturating_add(p.v.umax);
+    let (lo, hi) = match rel {
+        Cmp::Gt => (0, b.saturating_sub(1)),        // L < p
+        Cmp::Ge => (0, b),                          // L <= p
+        Cmp::Lt => (a.saturating_add(1), u64::MAX), // L > p
+        Cmp::Le => (a, u64::MAX),                   // L >= p
+        Cmp::Eq => (a, b),
+        _ => return true,
+    };
+    if rel == Cmp::Gt && b == 0 {
+        return false; // L < 0
+    }
+    let len = st.input_len.v;
+    if lo > len.umax || hi < len.umin {
+        return false;
+    }
+    let mut v = len;
+    let mut bound = Scalar::urange(lo.max(len.umin), hi.min(len.umax));
+    if !refine(&mut v, &mut bound, Cmp::Eq, Width::W64) {
+        return false;
+    }
+    st.for_each_reg_mut(|reg| {
+        if reg.ty == RegType::Scalar && reg.id == INPUT_LEN_ID {
+            reg.v = v;
+        }
+    });
+    true
 }
 
 /// Sets a scalar register and every copy of it (same id).

@@ -27,7 +27,7 @@ fn packet_writable(t: ProgType) -> bool {
     use ProgType::*;
     matches!(
         t,
-        SchedCls | SchedAct | Xdp | LwtXmit | SkSkb | SkMsg | LwtSeg6local
+        SchedCls | SchedAct | Xdp | LwtXmit | SkSkb | SkMsg | LwtSeg6local | Raw
     )
 }
 
@@ -226,7 +226,18 @@ impl Verifier<'_> {
                         ),
                     );
                 }
-                if off < 0 || off + size as i64 > ptr.range as i64 {
+                let in_range = off >= 0 && off + size as i64 <= ptr.range as i64;
+                if !in_range && st.input_len.is_init() && !input_access_ok(st, &ptr, off, size) {
+                    let reach = off.saturating_add(ptr.v.umax.min(i64::MAX as u64) as i64);
+                    return self.err(
+                        pc,
+                        format!(
+                            "invalid access to the input, off={reach} size={size}: the input may be only {} bytes long, R{regno}(off={},r={})",
+                            st.input_len.v.umin, ptr.off, ptr.range
+                        ),
+                    );
+                }
+                if !in_range && !input_access_ok(st, &ptr, off, size) {
                     return self.err(
                         pc,
                         format!(
@@ -234,6 +245,22 @@ impl Verifier<'_> {
                             ptr.id, ptr.off, ptr.range
                         ),
                     );
+                }
+                Ok(Some(Reg::scalar(unknown_of(size))))
+            }
+            RegType::PacketEnd if st.input_len.is_init() => {
+                // A raw program addressing its input from the end.
+                let len_min = st.input_len.v.umin;
+                if !ptr.v.is_zero() || off + size as i64 > 0 || (-off) as u64 > len_min {
+                    return self.err(
+                        pc,
+                        format!(
+                            "invalid access to the input from its end, off={off} size={size}: the input may be only {len_min} bytes long, R{regno}"
+                        ),
+                    );
+                }
+                if access.is_write() && !packet_writable(self.opts.prog_type) {
+                    return self.err(pc, format!("cannot write into packet (R{regno})"));
                 }
                 Ok(Some(Reg::scalar(unknown_of(size))))
             }
@@ -817,4 +844,17 @@ fn mark_stack_range(frame: &mut Frame, lo: i64, hi: i64, zero: bool) {
             StackByte::Misc
         };
     }
+}
+
+/// A raw program's input access through a pointer derived from its start:
+/// in bounds for every length the path allows (`off` is the fixed offset of
+/// the access, the pointer's variable part is added at its largest).
+fn input_access_ok(st: &State, ptr: &Reg, off: i64, size: u32) -> bool {
+    if !st.input_len.is_init() || ptr.ty != RegType::Packet || off < 0 {
+        return false;
+    }
+    let end = (off as u64)
+        .checked_add(ptr.v.umax)
+        .and_then(|e| e.checked_add(size as u64));
+    end.is_some_and(|e| e <= st.input_len.v.umin)
 }

@@ -50,10 +50,14 @@ pub const DEFAULT_MAX_PROCESSED_INSNS: u64 = 1_000_000;
 /// What the verifier needs to know besides the code.
 #[derive(Clone, Debug)]
 pub struct VerifyOptions<'a> {
-    /// `ProgType::Raw`: r1 points to `raw_input_size` bytes of readable and
-    /// writable memory and r2 holds its length.
+    /// `ProgType::Raw`: r1 points to the input, readable and writable, and
+    /// r2 holds its length, between `raw_input_size` and
+    /// `raw_max_input_size` bytes. The program must check the length before
+    /// reading past `raw_input_size` bytes, as a packet program checks
+    /// `data_end`; loops over the input are bounded by the largest size.
     pub prog_type: ProgType,
     pub raw_input_size: u32,
+    pub raw_max_input_size: u32,
     /// `lddw` map pseudo loads with imm `i` refer to `maps[i]`.
     pub maps: &'a [MapDef],
     /// 0: no log; 1: the failing path; 2: every instruction with its state.
@@ -68,6 +72,7 @@ impl Default for VerifyOptions<'_> {
         VerifyOptions {
             prog_type: ProgType::Raw,
             raw_input_size: 0,
+            raw_max_input_size: u32::MAX,
             maps: &[],
             log_level: 0,
             line_info: &[],

@@ -261,6 +261,11 @@ pub struct RefState {
     pub pc: usize,
 }
 
+/// The id every copy of a raw program's input length carries (r2 on
+/// entry): a comparison on any copy bounds the input, and `data + len` is
+/// the end of the input. Never handed out by `Verifier::new_id`.
+pub const INPUT_LEN_ID: u32 = u32::MAX;
+
 /// The state of one path.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct State {
@@ -268,6 +273,10 @@ pub struct State {
     pub refs: Vec<RefState>,
     /// Held `bpf_spin_lock` (map index, offset), if any.
     pub lock: Option<(u32, i64)>,
+    /// Raw programs: what is known of the input's length, kept apart from
+    /// the registers so it survives r2 being overwritten (a scalar with id
+    /// [`INPUT_LEN_ID`]); `NOT_INIT` for other program types.
+    pub input_len: Reg,
 }
 
 impl State {
@@ -291,8 +300,22 @@ impl State {
         self.frames.len() - 1
     }
 
-    /// Every register and spilled register in every frame.
+    /// A state of one frame, holding no references or locks.
+    pub fn new(frame: Frame) -> State {
+        State {
+            frames: vec![frame],
+            refs: Vec::new(),
+            lock: None,
+            input_len: Reg::NOT_INIT,
+        }
+    }
+
+    /// Every register and spilled register in every frame, and the input
+    /// length.
     pub fn for_each_reg_mut(&mut self, mut f: impl FnMut(&mut Reg)) {
+        if self.input_len.is_init() {
+            f(&mut self.input_len);
+        }
         for fr in &mut self.frames {
             for r in fr.regs.iter_mut() {
                 f(r);
@@ -426,6 +449,10 @@ pub fn states_equal(
     if old.refs.len() != cur.refs.len() {
         return false;
     }
+    // Accesses were proven against the old length's bounds: always exact.
+    if old.input_len.is_init() && !old.input_len.v.contains(&cur.input_len.v) {
+        return false;
+    }
     for (of, cf) in old.frames.iter().zip(&cur.frames) {
         let same_callback = match (&of.callback, &cf.callback) {
             (None, None) => true,
@@ -474,6 +501,10 @@ pub fn widen(old: &State, cur: &State) -> Option<State> {
         return None;
     }
     let mut out = cur.clone();
+    if !old.input_len.v.contains(&cur.input_len.v) {
+        let (o, c) = (&old.input_len.v, &cur.input_len.v);
+        out.input_len.v = Scalar::urange(o.umin.min(c.umin), o.umax.max(c.umax));
+    }
     let mut ids = IdMap::default();
     for (of, wf) in old.frames.iter().zip(out.frames.iter_mut()) {
         if of.callsite != wf.callsite {
@@ -539,11 +570,7 @@ mod tests {
         for &(r, reg) in regs {
             f.regs[r] = reg;
         }
-        State {
-            frames: vec![f],
-            refs: Vec::new(),
-            lock: None,
-        }
+        State::new(f)
     }
 
     #[test]
