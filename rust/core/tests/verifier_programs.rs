@@ -897,3 +897,104 @@ fn pointers_stay_out_of_maps() {
         "R10 leaks addr into map",
     );
 }
+
+fn check_frozen(
+    src: &str,
+    maps: &[MapDef],
+    frozen: &[Option<&[u8]>],
+) -> Result<Verified, VerifyError> {
+    let opts = VerifyOptions {
+        prog_type: XDP,
+        maps,
+        log_level: 2,
+        frozen_values: frozen,
+        ..VerifyOptions::default()
+    };
+    verify(&program(src), &opts)
+}
+
+#[test]
+fn frozen_rodata_loads_are_constants() {
+    // As cilium does: the header length comes from `.rodata` config, and
+    // only its value proves the 14-byte read.
+    let src = "lddw %r5, map_idx_value 0, 0
+         ldxb %r4, [%r5+1]
+         ldxw %r2, [%r1+0]
+         ldxw %r3, [%r1+4]
+         mov %r6, %r2
+         add %r6, %r4
+         jgt %r6, %r3, out
+         ldxh %r0, [%r2+12]
+         out: mov %r0, 2
+         exit";
+    let rodata = MapDef {
+        flags: BPF_F_RDONLY_PROG,
+        ..MapDef::new(MapType::Array, 4, 8, 1).named(".rodata")
+    };
+    let config: &[u8] = &[0, 14, 0, 0, 0, 0, 0, 0];
+    let maps = [rodata.clone()];
+    if let Err(e) = check_frozen(src, &maps, &[Some(config)]) {
+        panic!("rejected at {:?}: {}\nlog:\n{}", e.pc, e.message, e.log);
+    }
+    let rejected_at_read = |r: Result<Verified, VerifyError>, why: &str| match r {
+        Ok(v) => panic!("accepted {why}\nlog:\n{}", v.log),
+        Err(e) => {
+            assert_eq!(e.pc, Some(8), "{why}: {}\n{}", e.message, e.log);
+            assert!(e
+                .message
+                .contains("invalid access to packet, off=12 size=2"));
+        }
+    };
+    // Contents nobody promised to keep: the byte may be anything.
+    rejected_at_read(check_frozen(src, &maps, &[None]), "without contents");
+    // A map the program may write is never constant.
+    let writable = [MapDef { flags: 0, ..rodata }];
+    rejected_at_read(
+        check_frozen(src, &writable, &[Some(config)]),
+        "a writable map",
+    );
+    // The value is used, not just its presence: 13 bytes do not cover 14.
+    rejected_at_read(
+        check_frozen(src, &maps, &[Some(&[0, 13, 0, 0, 0, 0, 0, 0])]),
+        "a 13-byte header",
+    );
+}
+
+#[test]
+fn frozen_loads_widths_and_sign_extension() {
+    let rodata = MapDef {
+        flags: BPF_F_RDONLY_PROG,
+        ..MapDef::new(MapType::Array, 4, 8, 1).named(".rodata")
+    };
+    let value: &[u8] = &[0xff, 0x80, 2, 0, 0, 0, 0, 0x80];
+    // Each load compares its value with what it must be; a wrong constant
+    // (or an unknown value) reaches the uninitialised r9.
+    let loads = [
+        ("ldxb %r3, [%r1+0]", "0xff"),
+        ("ldxh %r3, [%r1+0]", "0x80ff"),
+        ("ldxw %r3, [%r1+0]", "0x280ff"),
+        ("ldxdw %r3, [%r1+0]", "0x80000000000280ff"),
+        ("ldxsb %r3, [%r1+0]", "-1"),
+        ("ldxsh %r3, [%r1+0]", "-32513"),
+    ];
+    for (load, expected) in loads {
+        let src = format!(
+            "lddw %r1, map_idx_value 0, 0
+             {load}
+             lddw %r4, {expected}
+             jeq %r3, %r4, ok
+             mov %r0, %r9
+             ok: mov %r0, 0
+             exit"
+        );
+        let maps = [rodata.clone()];
+        if let Err(e) = check_frozen(&src, &maps, &[Some(value)]) {
+            panic!("{load}: rejected at {:?}: {}\n{}", e.pc, e.message, e.log);
+        }
+        // Not frozen: the comparison may fail.
+        match check_frozen(&src, &maps, &[None]) {
+            Ok(v) => panic!("{load}: accepted without contents\n{}", v.log),
+            Err(e) => assert!(e.message.contains("R9 !read_ok"), "{}", e.message),
+        }
+    }
+}

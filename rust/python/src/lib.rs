@@ -122,6 +122,8 @@ impl PyProgram {
             log_level,
             line_info: &self.meta.line_info,
             max_processed_insns: max_insns.unwrap_or(verifier::DEFAULT_MAX_PROCESSED_INSNS),
+            // Maps stay writable from Python: no value is constant.
+            frozen_values: &[],
         };
         let prog = self.inner.clone();
         guard(py, || {

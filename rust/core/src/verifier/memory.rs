@@ -250,6 +250,11 @@ impl Verifier<'_> {
                         ),
                     );
                 }
+                if !access.is_write() {
+                    if let Some(c) = self.frozen_read(&ptr, off, size) {
+                        return Ok(Some(Reg::constant(c)));
+                    }
+                }
                 Ok(Some(Reg::scalar(unknown_of(size))))
             }
             RegType::Mem => {
@@ -299,6 +304,26 @@ impl Verifier<'_> {
                 format!("R{regno} invalid mem access '{}'", type_name(&ptr)),
             ),
         }
+    }
+
+    /// The value a load of `size` bytes at `off` past the map value
+    /// pointer `ptr` reads from a frozen map (zero-extended), when the
+    /// offset is known. Bounds are already checked.
+    fn frozen_read(&self, ptr: &Reg, off: i64, size: u32) -> Option<u64> {
+        let def = self.map_def(ptr.map)?;
+        if def.map_type != MapType::Array
+            || def.max_entries != 1
+            || def.flags & BPF_F_RDONLY_PROG == 0
+        {
+            return None;
+        }
+        let bytes = (*self.opts.frozen_values.get(ptr.map as usize)?)?;
+        let start = usize::try_from(off.checked_add(ptr.v.const_value()? as i64)?).ok()?;
+        let end = start.checked_add(size as usize)?;
+        let field = bytes.get(start..end)?;
+        let mut le = [0u8; 8];
+        le[..field.len()].copy_from_slice(field);
+        Some(u64::from_le_bytes(le))
     }
 
     /// Bounds of a map value or helper memory with a variable offset (the

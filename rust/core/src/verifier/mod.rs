@@ -61,6 +61,13 @@ pub struct VerifyOptions<'a> {
     /// (instruction index, "file:line: source text") from BTF line info.
     pub line_info: &'a [(usize, String)],
     pub max_processed_insns: u64,
+    /// Per map index, the value of a frozen map: a one-element array the
+    /// program may only read (`BPF_F_RDONLY_PROG`) and nobody may write
+    /// any more, as libbpf freezes `.rodata`. Loads from it at a known
+    /// offset yield constants (the kernel's `bpf_map_direct_read`), so
+    /// configuration in `.rodata` prunes dead code. Only give contents that
+    /// cannot change after verification.
+    pub frozen_values: &'a [Option<&'a [u8]>],
 }
 
 impl Default for VerifyOptions<'_> {
@@ -72,6 +79,7 @@ impl Default for VerifyOptions<'_> {
             log_level: 0,
             line_info: &[],
             max_processed_insns: DEFAULT_MAX_PROCESSED_INSNS,
+            frozen_values: &[],
         }
     }
 }
