@@ -998,3 +998,142 @@ fn frozen_loads_widths_and_sign_extension() {
         }
     }
 }
+
+const TRACING: ProgType = ProgType::Tracing;
+
+#[test]
+fn tracing_arguments_are_read_as_kernel_pointers() {
+    // fentry/tcp_connect: r7 = args[0] (a `struct sock *` in the kernel).
+    let v = accept(
+        "ldxdw %r7, [%r1+0]
+         ldxh %r1, [%r7+16]
+         ldxdw %r2, [%r7+24]
+         ldxw %r3, [%r2+4]
+         mov %r0, 0
+         exit",
+        TRACING,
+        &[],
+    );
+    // Loads through kernel memory run as probe reads, the others do not.
+    assert_eq!(v.probe_loads(), vec![1, 2, 3]);
+    assert_eq!(v.mem_access[0], Some(PtrClass::Ctx));
+    // A 4-byte argument, or a value computed from one, is just a number.
+    reject(
+        "ldxw %r7, [%r1+0]\nldxh %r0, [%r7+16]\nexit",
+        TRACING,
+        &[],
+        1,
+        "R7 invalid mem access 'scalar'",
+    );
+    reject(
+        "ldxdw %r7, [%r1+0]\nadd %r7, 16\nldxh %r0, [%r7+0]\nexit",
+        TRACING,
+        &[],
+        2,
+        "R7 invalid mem access 'scalar'",
+    );
+    reject(
+        "ldxdw %r7, [%r1+0]\nldxh %r1, [%r7+16]\nldxh %r0, [%r1+0]\nexit",
+        TRACING,
+        &[],
+        2,
+        "R1 invalid mem access 'scalar'",
+    );
+    // Only reads, at non-negative offsets.
+    reject(
+        "ldxdw %r7, [%r1+0]\nstw [%r7+0], 1\nmov %r0, 0\nexit",
+        TRACING,
+        &[],
+        1,
+        "only read is supported",
+    );
+    reject(
+        "ldxdw %r7, [%r1+0]\nldxw %r0, [%r7-4]\nexit",
+        TRACING,
+        &[],
+        1,
+        "invalid negative access: off=-4",
+    );
+    // Raw tracepoint arguments are plain numbers in the kernel too.
+    reject(
+        "ldxdw %r7, [%r1+0]\nldxh %r0, [%r7+16]\nexit",
+        ProgType::RawTracepoint,
+        &[],
+        1,
+        "R7 invalid mem access 'scalar'",
+    );
+}
+
+#[test]
+fn btf_pointers_from_socket_casts_are_readable_after_a_null_check() {
+    // fentry/tcp_close: bpf_skc_to_tcp_sock(sk)->srtt_us.
+    let src = |check: &str| {
+        format!(
+            "ldxdw %r6, [%r1+0]
+             mov %r1, %r6
+             call 137
+             {check}
+             ldxw %r0, [%r0+0]
+             out: mov %r0, 0
+             exit"
+        )
+    };
+    let v = accept(&src("jeq %r0, 0, out"), TRACING, &[]);
+    assert_eq!(v.probe_loads(), vec![4]);
+    reject(
+        &src("mov %r0, %r0"),
+        TRACING,
+        &[],
+        4,
+        "R0 invalid mem access 'ptr__or_null'",
+    );
+    // A socket cast takes a socket, not any number.
+    reject(
+        "ldxw %r1, [%r1+0]\ncall 137\nmov %r0, 0\nexit",
+        TRACING,
+        &[],
+        1,
+        "R1 type=scalar expected=sock",
+    );
+}
+
+#[test]
+fn kernel_pointer_loads_cannot_share_an_instruction() {
+    // One load instruction reached with a stack pointer and with a kernel
+    // pointer: the engines could not run it both ways.
+    reject(
+        "ldxdw %r7, [%r1+0]
+         ldxdw %r2, [%r1+8]
+         stdw [%r10-8], 0
+         jne %r2, 0, kernel
+         mov %r7, %r10
+         add %r7, -8
+         kernel: ldxdw %r0, [%r7+0]
+         exit",
+        TRACING,
+        &[],
+        6,
+        "same insn cannot be used with different pointers",
+    );
+}
+
+#[test]
+fn pruning_keeps_kernel_pointers_apart_from_numbers() {
+    // The first path reaches `join` with a kernel pointer in r7 and reads
+    // through it; the second brings a plain number, which must not be
+    // taken as covered by the first.
+    reject(
+        "ldxdw %r7, [%r1+0]
+         ldxdw %r2, [%r1+8]
+         jne %r2, 0, plain
+         ja join
+         plain: ldxw %r7, [%r1+16]
+         join: ldxb %r0, [%r7+0]
+         mov %r0, 0
+         exit",
+        TRACING,
+        &[],
+        5,
+        "R7 invalid mem access 'scalar'",
+    );
+}

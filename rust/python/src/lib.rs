@@ -401,6 +401,7 @@ impl PyProgram {
         let (registry, keepalive) = helpers::build_registry(py, helpers)?;
         let max_instructions = max_instructions.unwrap_or(interp::DEFAULT_MAX_INSTRUCTIONS);
         let input_size = input_size.unwrap_or(0);
+        let mut probe_loads = Vec::new();
         if verify {
             if unwind_helper.is_some() {
                 return Err(pyo3::exceptions::PyValueError::new_err(
@@ -411,7 +412,7 @@ impl PyProgram {
                 Some(t) => t,
                 None => self.untyped_as_raw()?,
             };
-            self.run_verifier(py, t, 0, input_size, None)?;
+            probe_loads = self.run_verifier(py, t, 0, input_size, None)?.probe_loads();
         } else if input_size != 0 {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "input_size is what verify=True proves raw programs against; it needs verify=True",
@@ -423,6 +424,7 @@ impl PyProgram {
                 unwind_helper,
                 max_instructions,
                 verified: verify,
+                probe_loads,
                 ..interp::LoadOptions::default()
             };
             return guard(py, || {
@@ -454,6 +456,7 @@ impl PyProgram {
                         .is_some_and(|p| p.changes_packet_data)
                 }),
                 verified: verify,
+                probe_loads,
             };
             let engine = ebpfvm_jit::engine::Engine::load(kind, Arc::new(prepared), opts)
                 .map_err(|e| program_error(py, &e))?;

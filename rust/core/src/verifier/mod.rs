@@ -103,6 +103,19 @@ pub struct Verified {
     pub mem_access: Vec<Option<PtrClass>>,
 }
 
+impl Verified {
+    /// The loads engines must run as probe reads
+    /// ([`crate::interp::LoadOptions::probe_loads`]).
+    pub fn probe_loads(&self) -> Vec<usize> {
+        self.mem_access
+            .iter()
+            .enumerate()
+            .filter(|(_, class)| **class == Some(PtrClass::Probe))
+            .map(|(pc, _)| pc)
+            .collect()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PtrClass {
     Ctx,
@@ -110,6 +123,10 @@ pub enum PtrClass {
     Packet,
     MapValue,
     Mem,
+    /// Kernel memory through a BTF pointer: engines must read it without
+    /// faulting, yielding 0 outside the program's memory (the kernel's
+    /// `BPF_PROBE_MEM`).
+    Probe,
     Other,
 }
 
