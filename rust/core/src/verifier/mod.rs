@@ -24,7 +24,11 @@
 //! outside the stack (into maps, packets, helper inputs), which the kernel
 //! allows privileged programs; helpers without a return value leave a
 //! scalar in r0; callbacks re-entered by their helper are widened so the
-//! iteration converges.
+//! iteration converges; without kernel BTF the traced function's
+//! prototype is unknown, so every 8-byte argument of a BTF tracing program
+//! is a number that may also be read through as a kernel pointer (probe
+//! loads, see [`PtrClass::Probe`]), and the size of the object behind a
+//! kernel pointer is not checked.
 
 mod alu;
 mod calls;

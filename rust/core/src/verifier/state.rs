@@ -22,7 +22,8 @@ pub enum RegType {
     SockCommon,
     Socket,
     TcpSock,
-    /// A kernel object the program may only pass to helpers.
+    /// A kernel object (the kernel's `PTR_TO_BTF_ID`): passed to helpers,
+    /// and read at constant offsets through probe loads.
     BtfId,
     /// The address of a BPF function (`lddw src=PSEUDO_FUNC`), for callbacks.
     Func,
