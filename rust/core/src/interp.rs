@@ -40,6 +40,11 @@ pub struct LoadOptions {
     /// compiled code leaves out bounds checks and the instruction budget
     /// (the interpreter keeps both; they cost it little).
     pub verified: bool,
+    /// Loads the verifier marked as reads of kernel memory through BTF
+    /// pointers ([`crate::verifier::PtrClass::Probe`]): in every mode they
+    /// read 0 instead of faulting outside the program's memory, as the
+    /// kernel's `BPF_PROBE_MEM` loads do. Instruction indices, sorted.
+    pub probe_loads: Vec<usize>,
 }
 
 impl Default for LoadOptions {
@@ -50,6 +55,7 @@ impl Default for LoadOptions {
             max_instructions: DEFAULT_MAX_INSTRUCTIONS,
             input_may_move: false,
             verified: false,
+            probe_loads: Vec::new(),
         }
     }
 }
@@ -134,6 +140,9 @@ enum Op {
     Ldxsb,
     Ldxsh,
     Ldxsw,
+    /// A load that reads 0 outside the program's memory; `aux` is the
+    /// size, | 0x80 when sign-extending.
+    ProbeLdx,
     Stb,
     Sth,
     Stw,
@@ -535,7 +544,38 @@ impl MemoryMap {
 
 /// The checks every engine makes when loading: helpers exist, and no map or
 /// kernel object references are left unresolved.
+/// A load of `aux & 0x7f` bytes at `addr` (sign-extended when `aux &
+/// 0x80`) that yields 0 where the program has no readable memory.
+pub fn probe_load(map: &MemoryMap, addr: u64, aux: u8) -> u64 {
+    let size = (aux & 0x7f) as usize;
+    let Some(p) = map.translate(addr, size as u64, false) else {
+        return 0;
+    };
+    let mut le = [0u8; 8];
+    // SAFETY: translate proved the `size` (at most 8) bytes at p readable.
+    unsafe { std::ptr::copy_nonoverlapping(p, le.as_mut_ptr(), size.min(8)) };
+    let v = u64::from_le_bytes(le);
+    if aux & 0x80 != 0 && size < 8 {
+        let shift = 64 - 8 * size as u32;
+        ((v << shift) as i64 >> shift) as u64
+    } else {
+        v
+    }
+}
+
 pub fn check_load(program: &Program, opts: &LoadOptions) -> Result<(), ProgramError> {
+    for &pc in &opts.probe_loads {
+        let is_ldx = program
+            .insns()
+            .get(pc)
+            .is_some_and(|i| i.class() == CLS_LDX);
+        if !is_ldx {
+            return Err(ProgramError::at(
+                pc,
+                "a probe load must be a load instruction (BPF_LDX)",
+            ));
+        }
+    }
     for &(pc, id) in program.helper_calls() {
         if !opts.helpers.contains(id) {
             return Err(ProgramError::at(
@@ -694,7 +734,13 @@ pub struct Executable {
 impl Executable {
     pub fn new(program: Arc<Program>, opts: LoadOptions) -> Result<Self, ProgramError> {
         check_load(&program, &opts)?;
-        let code = translate(&program)?;
+        let mut code = translate(&program)?;
+        for &pc in &opts.probe_loads {
+            let slot = &mut code[pc];
+            let signed = matches!(slot.op, Op::Ldxsb | Op::Ldxsh | Op::Ldxsw);
+            slot.aux = access_size(program.insns()[pc].opc) | if signed { 0x80 } else { 0 };
+            slot.op = Op::ProbeLdx;
+        }
         Ok(Executable {
             code,
             helpers: opts.helpers.table().into_boxed_slice(),
@@ -926,6 +972,10 @@ impl Executable {
                 Op::Ldxsb => load!(s, i8, |v: i8| v as i64 as u64),
                 Op::Ldxsh => load!(s, i16, |v: i16| v as i64 as u64),
                 Op::Ldxsw => load!(s, i32, |v: i32| v as i64 as u64),
+                Op::ProbeLdx => {
+                    let addr = r[sr].wrapping_add(s.off as i64 as u64);
+                    r[d] = probe_load(map, addr, s.aux);
+                }
                 Op::Stb => store!(s, u8, s.imm),
                 Op::Sth => store!(s, u16, s.imm),
                 Op::Stw => store!(s, u32, s.imm),

@@ -1031,3 +1031,243 @@ fn raw_loops_over_the_input_are_bounded_by_its_largest_size() {
     let e = check_raw(&csum.replace("add %r5, 3", "add %r5, 2"), 0, 1500).unwrap_err();
     assert!(e.message.contains("invalid access to the input"), "{}", e.message);
 }
+
+fn check_frozen(
+    src: &str,
+    maps: &[MapDef],
+    frozen: &[Option<&[u8]>],
+) -> Result<Verified, VerifyError> {
+    let opts = VerifyOptions {
+        prog_type: XDP,
+        maps,
+        log_level: 2,
+        frozen_values: frozen,
+        ..VerifyOptions::default()
+    };
+    verify(&program(src), &opts)
+}
+
+#[test]
+fn frozen_rodata_loads_are_constants() {
+    // As cilium does: the header length comes from `.rodata` config, and
+    // only its value proves the 14-byte read.
+    let src = "lddw %r5, map_idx_value 0, 0
+         ldxb %r4, [%r5+1]
+         ldxw %r2, [%r1+0]
+         ldxw %r3, [%r1+4]
+         mov %r6, %r2
+         add %r6, %r4
+         jgt %r6, %r3, out
+         ldxh %r0, [%r2+12]
+         out: mov %r0, 2
+         exit";
+    let rodata = MapDef {
+        flags: BPF_F_RDONLY_PROG,
+        ..MapDef::new(MapType::Array, 4, 8, 1).named(".rodata")
+    };
+    let config: &[u8] = &[0, 14, 0, 0, 0, 0, 0, 0];
+    let maps = [rodata.clone()];
+    if let Err(e) = check_frozen(src, &maps, &[Some(config)]) {
+        panic!("rejected at {:?}: {}\nlog:\n{}", e.pc, e.message, e.log);
+    }
+    let rejected_at_read = |r: Result<Verified, VerifyError>, why: &str| match r {
+        Ok(v) => panic!("accepted {why}\nlog:\n{}", v.log),
+        Err(e) => {
+            assert_eq!(e.pc, Some(8), "{why}: {}\n{}", e.message, e.log);
+            assert!(e
+                .message
+                .contains("invalid access to packet, off=12 size=2"));
+        }
+    };
+    // Contents nobody promised to keep: the byte may be anything.
+    rejected_at_read(check_frozen(src, &maps, &[None]), "without contents");
+    // A map the program may write is never constant.
+    let writable = [MapDef { flags: 0, ..rodata }];
+    rejected_at_read(
+        check_frozen(src, &writable, &[Some(config)]),
+        "a writable map",
+    );
+    // The value is used, not just its presence: 13 bytes do not cover 14.
+    rejected_at_read(
+        check_frozen(src, &maps, &[Some(&[0, 13, 0, 0, 0, 0, 0, 0])]),
+        "a 13-byte header",
+    );
+}
+
+#[test]
+fn frozen_loads_widths_and_sign_extension() {
+    let rodata = MapDef {
+        flags: BPF_F_RDONLY_PROG,
+        ..MapDef::new(MapType::Array, 4, 8, 1).named(".rodata")
+    };
+    let value: &[u8] = &[0xff, 0x80, 2, 0, 0, 0, 0, 0x80];
+    // Each load compares its value with what it must be; a wrong constant
+    // (or an unknown value) reaches the uninitialised r9.
+    let loads = [
+        ("ldxb %r3, [%r1+0]", "0xff"),
+        ("ldxh %r3, [%r1+0]", "0x80ff"),
+        ("ldxw %r3, [%r1+0]", "0x280ff"),
+        ("ldxdw %r3, [%r1+0]", "0x80000000000280ff"),
+        ("ldxsb %r3, [%r1+0]", "-1"),
+        ("ldxsh %r3, [%r1+0]", "-32513"),
+    ];
+    for (load, expected) in loads {
+        let src = format!(
+            "lddw %r1, map_idx_value 0, 0
+             {load}
+             lddw %r4, {expected}
+             jeq %r3, %r4, ok
+             mov %r0, %r9
+             ok: mov %r0, 0
+             exit"
+        );
+        let maps = [rodata.clone()];
+        if let Err(e) = check_frozen(&src, &maps, &[Some(value)]) {
+            panic!("{load}: rejected at {:?}: {}\n{}", e.pc, e.message, e.log);
+        }
+        // Not frozen: the comparison may fail.
+        match check_frozen(&src, &maps, &[None]) {
+            Ok(v) => panic!("{load}: accepted without contents\n{}", v.log),
+            Err(e) => assert!(e.message.contains("R9 !read_ok"), "{}", e.message),
+        }
+    }
+}
+
+const TRACING: ProgType = ProgType::Tracing;
+
+#[test]
+fn tracing_arguments_are_read_as_kernel_pointers() {
+    // fentry/tcp_connect: r7 = args[0] (a `struct sock *` in the kernel).
+    let v = accept(
+        "ldxdw %r7, [%r1+0]
+         ldxh %r1, [%r7+16]
+         ldxdw %r2, [%r7+24]
+         ldxw %r3, [%r2+4]
+         mov %r0, 0
+         exit",
+        TRACING,
+        &[],
+    );
+    // Loads through kernel memory run as probe reads, the others do not.
+    assert_eq!(v.probe_loads(), vec![1, 2, 3]);
+    assert_eq!(v.mem_access[0], Some(PtrClass::Ctx));
+    // A 4-byte argument, or a value computed from one, is just a number.
+    reject(
+        "ldxw %r7, [%r1+0]\nldxh %r0, [%r7+16]\nexit",
+        TRACING,
+        &[],
+        1,
+        "R7 invalid mem access 'scalar'",
+    );
+    reject(
+        "ldxdw %r7, [%r1+0]\nadd %r7, 16\nldxh %r0, [%r7+0]\nexit",
+        TRACING,
+        &[],
+        2,
+        "R7 invalid mem access 'scalar'",
+    );
+    reject(
+        "ldxdw %r7, [%r1+0]\nldxh %r1, [%r7+16]\nldxh %r0, [%r1+0]\nexit",
+        TRACING,
+        &[],
+        2,
+        "R1 invalid mem access 'scalar'",
+    );
+    // Only reads, at non-negative offsets.
+    reject(
+        "ldxdw %r7, [%r1+0]\nstw [%r7+0], 1\nmov %r0, 0\nexit",
+        TRACING,
+        &[],
+        1,
+        "only read is supported",
+    );
+    reject(
+        "ldxdw %r7, [%r1+0]\nldxw %r0, [%r7-4]\nexit",
+        TRACING,
+        &[],
+        1,
+        "invalid negative access: off=-4",
+    );
+    // Raw tracepoint arguments are plain numbers in the kernel too.
+    reject(
+        "ldxdw %r7, [%r1+0]\nldxh %r0, [%r7+16]\nexit",
+        ProgType::RawTracepoint,
+        &[],
+        1,
+        "R7 invalid mem access 'scalar'",
+    );
+}
+
+#[test]
+fn btf_pointers_from_socket_casts_are_readable_after_a_null_check() {
+    // fentry/tcp_close: bpf_skc_to_tcp_sock(sk)->srtt_us.
+    let src = |check: &str| {
+        format!(
+            "ldxdw %r6, [%r1+0]
+             mov %r1, %r6
+             call 137
+             {check}
+             ldxw %r0, [%r0+0]
+             out: mov %r0, 0
+             exit"
+        )
+    };
+    let v = accept(&src("jeq %r0, 0, out"), TRACING, &[]);
+    assert_eq!(v.probe_loads(), vec![4]);
+    reject(
+        &src("mov %r0, %r0"),
+        TRACING,
+        &[],
+        4,
+        "R0 invalid mem access 'ptr__or_null'",
+    );
+    // A socket cast takes a socket, not any number.
+    reject(
+        "ldxw %r1, [%r1+0]\ncall 137\nmov %r0, 0\nexit",
+        TRACING,
+        &[],
+        1,
+        "R1 type=scalar expected=sock",
+    );
+}
+
+#[test]
+fn kernel_pointer_loads_cannot_share_an_instruction() {
+    // One load instruction reached with a stack pointer and with a kernel
+    // pointer: the engines could not run it both ways.
+    reject(
+        "ldxdw %r7, [%r1+0]
+         ldxdw %r2, [%r1+8]
+         stdw [%r10-8], 0
+         jne %r2, 0, kernel
+         mov %r7, %r10
+         add %r7, -8
+         kernel: ldxdw %r0, [%r7+0]
+         exit",
+        TRACING,
+        &[],
+        6,
+        "same insn cannot be used with different pointers",
+    );
+}
+
+#[test]
+fn pruning_keeps_kernel_pointers_apart_from_numbers() {
+    // The first path reaches `join` with a kernel pointer in r7 and reads
+    // through it; the second brings a plain number, which must not be
+    // taken as covered by the first.
+    reject(
+        "ldxdw %r7, [%r1+0]
+         ldxdw %r2, [%r1+8]
+         jne %r2, 0, plain
+         ja join
+         plain: ldxw %r7, [%r1+16]
+         join: ldxb %r0, [%r7+0]
+         mov %r0, 0
+         exit",
+        TRACING,
+        &[],
+        5,
+        "R7 invalid mem access 'scalar'",
+    );
+}

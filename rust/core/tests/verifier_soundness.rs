@@ -96,7 +96,7 @@ fn accepted_programs_never_fault() {
             max_processed_insns: MAX_PROCESSED,
             ..VerifyOptions::default()
         };
-        match catch_unwind(AssertUnwindSafe(|| verify(&program, &opts))) {
+        let verified = match catch_unwind(AssertUnwindSafe(|| verify(&program, &opts))) {
             Err(p) => {
                 failures.push(format!(
                     "seed {seed}: the verifier panicked: {}\n{}",
@@ -117,8 +117,11 @@ fn accepted_programs_never_fault() {
                 *reasons.entry(kind).or_default() += 1;
                 continue;
             }
-            Ok(Ok(_)) => accepted += 1,
-        }
+            Ok(Ok(v)) => {
+                accepted += 1;
+                v
+            }
+        };
         let runnable = program
             .helper_calls()
             .iter()
@@ -131,6 +134,8 @@ fn accepted_programs_never_fault() {
                     LoadOptions {
                         helpers: helpers.clone(),
                         max_instructions: BUDGET,
+                        // As the runtime loads verified programs.
+                        probe_loads: verified.probe_loads(),
                         ..LoadOptions::default()
                     },
                 )

@@ -156,6 +156,8 @@ impl JitExecutable {
         let helpers = opts.helpers.table().into_boxed_slice();
         let funcs = program.functions().to_vec();
         let index_of = |slot: usize| funcs.iter().position(|f| f.start == slot);
+        let mut probe_loads = opts.probe_loads.clone();
+        probe_loads.sort_unstable();
         let env = translate::TranslateEnv {
             program: &program,
             helpers: &helpers,
@@ -164,6 +166,7 @@ impl JitExecutable {
             slow_stub,
             input_may_move: opts.input_may_move,
             verified: opts.verified,
+            probe_loads: &probe_loads,
         };
         let mut fctx = FunctionBuilderContext::new();
         let mut ctx = Context::new();

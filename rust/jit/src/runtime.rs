@@ -71,6 +71,14 @@ pub extern "C" fn translate_slow(ctx: *mut RunCtx, addr: u64, size: u64, write: 
     ctx.slow_ok = ctx.map.translate_extra(addr, size, write != 0).is_some() as u64;
 }
 
+/// A probe load (`aux`: size, | 0x80 to sign-extend): the value, or 0
+/// where the program has no readable memory.
+pub extern "C" fn probe_load(ctx: *mut RunCtx, addr: u64, aux: u64) -> u64 {
+    // SAFETY: compiled code passes the context of the run in progress.
+    let ctx = unsafe { &*ctx };
+    ebpfvm_core::interp::probe_load(&ctx.map, addr, aux as u8)
+}
+
 /// Zeroes a new call frame (its lowest address given).
 pub extern "C" fn zero_frame(lo: u64) {
     // SAFETY: compiled code passes the frame it just made live, inside the

@@ -85,6 +85,8 @@ pub struct TranslateEnv<'a> {
     pub input_may_move: bool,
     /// Verified code shape: no bounds checks, no budget.
     pub verified: bool,
+    /// Loads that read 0 outside the program's memory (sorted pcs).
+    pub probe_loads: &'a [usize],
 }
 
 /// Basic-block leaders of one function.
@@ -671,6 +673,23 @@ impl Translator<'_, '_> {
 
     fn load(&mut self, pc: usize, i: Insn) {
         let size = access_size(i.opc);
+        if self.env.probe_loads.binary_search(&pc).is_ok() {
+            // Kernel memory through a BTF pointer: never faults, in either
+            // mode; Rust checks the address against the memory map.
+            let b = self.reg(i.src);
+            let addr = self.b.ins().iadd_imm_s(b, i.off as i64);
+            let signed = (i.opc & 0xe0 == MODE_MEMSX) as i64;
+            let aux = self.c64(size as i64 | signed << 7);
+            let sig = self.b.import_signature(sig_of(self.call_conv, 3, true));
+            let f = self
+                .b
+                .ins()
+                .iconst(self.ptr_ty, runtime::probe_load as *const () as i64);
+            let call = self.b.ins().call_indirect(sig, f, &[self.ctx, addr, aux]);
+            let v = self.b.inst_results(call)[0];
+            self.set(i.dst, v);
+            return;
+        }
         let addr = self.checked_addr(pc, i.src, i.off, size, false);
         let fl = MemFlagsData::new().with_notrap();
         let signed = i.opc & 0xe0 == MODE_MEMSX;

@@ -129,6 +129,8 @@ impl PyProgram {
             log_level,
             line_info: &self.meta.line_info,
             max_processed_insns: max_insns.unwrap_or(verifier::DEFAULT_MAX_PROCESSED_INSNS),
+            // Maps stay writable from Python: no value is constant.
+            frozen_values: &[],
         };
         let prog = self.inner.clone();
         guard(py, || {
@@ -408,6 +410,7 @@ impl PyProgram {
         let (registry, keepalive) = helpers::build_registry(py, helpers)?;
         let max_instructions = max_instructions.unwrap_or(interp::DEFAULT_MAX_INSTRUCTIONS);
         let input = (input_size.unwrap_or(0), max_input_size.unwrap_or(u32::MAX));
+        let mut probe_loads = Vec::new();
         if verify {
             if unwind_helper.is_some() {
                 return Err(pyo3::exceptions::PyValueError::new_err(
@@ -418,7 +421,7 @@ impl PyProgram {
                 Some(t) => t,
                 None => self.untyped_as_raw()?,
             };
-            self.run_verifier(py, t, 0, input, None)?;
+            probe_loads = self.run_verifier(py, t, 0, input, None)?.probe_loads();
         } else if input_size.is_some() || max_input_size.is_some() {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "input_size and max_input_size are what verify=True proves raw programs against; they need verify=True",
@@ -430,6 +433,7 @@ impl PyProgram {
                 unwind_helper,
                 max_instructions,
                 verified: verify,
+                probe_loads,
                 ..interp::LoadOptions::default()
             };
             return guard(py, || {
@@ -461,6 +465,7 @@ impl PyProgram {
                         .is_some_and(|p| p.changes_packet_data)
                 }),
                 verified: verify,
+                probe_loads,
             };
             let engine = ebpfvm_jit::engine::Engine::load(kind, Arc::new(prepared), opts)
                 .map_err(|e| program_error(py, &e))?;

@@ -699,7 +699,7 @@ impl Verifier<'_> {
                     matches!(
                         reg.ty,
                         RegType::Socket | RegType::SockCommon | RegType::TcpSock
-                    )
+                    ) || (reg.kernel_ptr && reg.is_scalar() && is_btf_sock_cast(proto))
                 };
                 if !ok || reg.maybe_null {
                     return self.arg_type_err(pc, regno, &reg, "sock");
@@ -770,4 +770,10 @@ fn release_reference(st: &mut State, r: u32) {
             *reg = Reg::unknown();
         }
     });
+}
+
+/// The `bpf_skc_to_*` casts: they take any socket pointer, including a
+/// tracing program's BTF argument, and return a BTF pointer or NULL.
+fn is_btf_sock_cast(proto: &HelperProto) -> bool {
+    proto.ret == RetKind::PtrToBtfIdOrNull && proto.args.first() == Some(&ArgKind::PtrToSockCommon)
 }

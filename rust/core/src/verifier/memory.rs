@@ -31,6 +31,12 @@ fn packet_writable(t: ProgType) -> bool {
     )
 }
 
+/// Program types whose context is the traced function's arguments, typed
+/// by its BTF in the kernel: pointers to structs may be read through.
+fn btf_typed_args(t: ProgType) -> bool {
+    matches!(t, ProgType::Tracing | ProgType::Lsm | ProgType::StructOps)
+}
+
 /// An unknown value of `size` bytes.
 fn unknown_of(size: u32) -> Scalar {
     let mut v = Scalar::unknown();
@@ -209,6 +215,12 @@ impl Verifier<'_> {
                 return self.err(pc, format!("R{src} leaks addr into {what}"));
             }
         }
+        if ptr.ty == RegType::BtfId || (ptr.is_scalar() && ptr.kernel_ptr) {
+            return self.kernel_mem_access(pc, regno, &ptr, insn_off, size, access);
+        }
+        if ptr.is_pointer() && self.mem_access.get(pc) == Some(&Some(PtrClass::Probe)) {
+            return self.err(pc, "same insn cannot be used with different pointers");
+        }
         self.note_access(pc, class_of(ptr.ty));
         let off = ptr.off as i64 + insn_off;
         match ptr.ty {
@@ -277,6 +289,11 @@ impl Verifier<'_> {
                         ),
                     );
                 }
+                if !access.is_write() {
+                    if let Some(c) = self.frozen_read(&ptr, off, size) {
+                        return Ok(Some(Reg::constant(c)));
+                    }
+                }
                 Ok(Some(Reg::scalar(unknown_of(size))))
             }
             RegType::Mem => {
@@ -326,6 +343,84 @@ impl Verifier<'_> {
                 format!("R{regno} invalid mem access '{}'", type_name(&ptr)),
             ),
         }
+    }
+
+    /// A load through a BTF pointer (a helper's `ptr_` result, or a
+    /// tracing argument that may be a kernel pointer): the kernel's
+    /// `PTR_TO_BTF_ID` load, which it turns into a `BPF_PROBE_MEM` read that
+    /// cannot fault. Without kernel BTF the object's size is unknown, so
+    /// only the sign of the offset is checked; the instruction is marked
+    /// [`PtrClass::Probe`] and engines read 0 outside the program's memory.
+    fn kernel_mem_access(
+        &mut self,
+        pc: usize,
+        regno: u8,
+        ptr: &Reg,
+        insn_off: i64,
+        size: u32,
+        access: Access,
+    ) -> VResult<Option<Reg>> {
+        let what = if ptr.is_scalar() {
+            "scalar (a tracing argument)".to_string()
+        } else {
+            type_name(ptr)
+        };
+        if access.is_write() {
+            return self.err(
+                pc,
+                format!("R{regno} is {what}: only read is supported through kernel pointers"),
+            );
+        }
+        if !ptr.is_scalar() && !ptr.v.is_zero() {
+            return self.err(
+                pc,
+                format!(
+                    "R{regno} is {what} invalid variable offset: off={}, var_off=({:#x}; {:#x})",
+                    ptr.off, ptr.v.var_off.value, ptr.v.var_off.mask
+                ),
+            );
+        }
+        let off = if ptr.is_scalar() {
+            insn_off
+        } else {
+            ptr.off as i64 + insn_off
+        };
+        if off < 0 {
+            return self.err(
+                pc,
+                format!("R{regno} is {what} invalid negative access: off={off}"),
+            );
+        }
+        if matches!(self.mem_access.get(pc), Some(Some(c)) if *c != PtrClass::Probe) {
+            return self.err(pc, "same insn cannot be used with different pointers");
+        }
+        self.note_access(pc, PtrClass::Probe);
+        // A whole word may be a pointer member: it may be read through
+        // again (the kernel knows from BTF which words are pointers).
+        Ok(Some(Reg {
+            kernel_ptr: size == 8,
+            ..Reg::scalar(unknown_of(size))
+        }))
+    }
+
+    /// The value a load of `size` bytes at `off` past the map value
+    /// pointer `ptr` reads from a frozen map (zero-extended), when the
+    /// offset is known. Bounds are already checked.
+    fn frozen_read(&self, ptr: &Reg, off: i64, size: u32) -> Option<u64> {
+        let def = self.map_def(ptr.map)?;
+        if def.map_type != MapType::Array
+            || def.max_entries != 1
+            || def.flags & BPF_F_RDONLY_PROG == 0
+        {
+            return None;
+        }
+        let bytes = (*self.opts.frozen_values.get(ptr.map as usize)?)?;
+        let start = usize::try_from(off.checked_add(ptr.v.const_value()? as i64)?).ok()?;
+        let end = start.checked_add(size as usize)?;
+        let field = bytes.get(start..end)?;
+        let mut le = [0u8; 8];
+        le[..field.len()].copy_from_slice(field);
+        Some(u64::from_le_bytes(le))
     }
 
     /// Bounds of a map value or helper memory with a variable offset (the
@@ -426,6 +521,14 @@ impl Verifier<'_> {
             }
         };
         let v = match kind {
+            CtxFieldKind::Scalar | CtxFieldKind::Pointer
+                if size == 8 && btf_typed_args(self.opts.prog_type) =>
+            {
+                Reg {
+                    kernel_ptr: true,
+                    ..Reg::unknown()
+                }
+            }
             CtxFieldKind::Scalar | CtxFieldKind::Pointer => Reg::scalar(unknown_of(size)),
             CtxFieldKind::PacketStart => Reg::pointer(RegType::Packet),
             CtxFieldKind::PacketEnd => Reg::pointer(RegType::PacketEnd),

@@ -24,7 +24,11 @@
 //! outside the stack (into maps, packets, helper inputs), which the kernel
 //! allows privileged programs; helpers without a return value leave a
 //! scalar in r0; callbacks re-entered by their helper are widened so the
-//! iteration converges.
+//! iteration converges; without kernel BTF the traced function's
+//! prototype is unknown, so every 8-byte argument of a BTF tracing program
+//! is a number that may also be read through as a kernel pointer (probe
+//! loads, see [`PtrClass::Probe`]), and the size of the object behind a
+//! kernel pointer is not checked.
 
 mod alu;
 mod calls;
@@ -65,6 +69,13 @@ pub struct VerifyOptions<'a> {
     /// (instruction index, "file:line: source text") from BTF line info.
     pub line_info: &'a [(usize, String)],
     pub max_processed_insns: u64,
+    /// Per map index, the value of a frozen map: a one-element array the
+    /// program may only read (`BPF_F_RDONLY_PROG`) and nobody may write
+    /// any more, as libbpf freezes `.rodata`. Loads from it at a known
+    /// offset yield constants (the kernel's `bpf_map_direct_read`), so
+    /// configuration in `.rodata` prunes dead code. Only give contents that
+    /// cannot change after verification.
+    pub frozen_values: &'a [Option<&'a [u8]>],
 }
 
 impl Default for VerifyOptions<'_> {
@@ -77,6 +88,7 @@ impl Default for VerifyOptions<'_> {
             log_level: 0,
             line_info: &[],
             max_processed_insns: DEFAULT_MAX_PROCESSED_INSNS,
+            frozen_values: &[],
         }
     }
 }
@@ -100,6 +112,19 @@ pub struct Verified {
     pub mem_access: Vec<Option<PtrClass>>,
 }
 
+impl Verified {
+    /// The loads engines must run as probe reads
+    /// ([`crate::interp::LoadOptions::probe_loads`]).
+    pub fn probe_loads(&self) -> Vec<usize> {
+        self.mem_access
+            .iter()
+            .enumerate()
+            .filter(|(_, class)| **class == Some(PtrClass::Probe))
+            .map(|(pc, _)| pc)
+            .collect()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PtrClass {
     Ctx,
@@ -107,6 +132,10 @@ pub enum PtrClass {
     Packet,
     MapValue,
     Mem,
+    /// Kernel memory through a BTF pointer: engines must read it without
+    /// faulting, yielding 0 outside the program's memory (the kernel's
+    /// `BPF_PROBE_MEM`).
+    Probe,
     Other,
 }
 

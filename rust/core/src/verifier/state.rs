@@ -22,7 +22,8 @@ pub enum RegType {
     SockCommon,
     Socket,
     TcpSock,
-    /// A kernel object the program may only pass to helpers.
+    /// A kernel object (the kernel's `PTR_TO_BTF_ID`): passed to helpers,
+    /// and read at constant offsets through probe loads.
     BtfId,
     /// The address of a BPF function (`lddw src=PSEUDO_FUNC`), for callbacks.
     Func,
@@ -65,6 +66,11 @@ pub struct Reg {
     /// In a stored state: some later check depends on this scalar's value,
     /// so pruning must compare it (the kernel's precision marks).
     pub precise: bool,
+    /// Scalars: an argument of a BTF tracing program (or a word loaded
+    /// through one) that may be a kernel pointer. The kernel types it from
+    /// the traced function's BTF, which user space does not have; loads
+    /// through it are probe reads that cannot fault.
+    pub kernel_ptr: bool,
     pub v: Scalar,
 }
 
@@ -81,6 +87,7 @@ impl Reg {
         range: 0,
         mem_size: 0,
         precise: false,
+        kernel_ptr: false,
         v: Scalar::unknown(),
     };
 
@@ -372,6 +379,10 @@ pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap, exact: bool) -> bool {
     match old.ty {
         RegType::NotInit => true,
         RegType::Scalar => {
+            if old.kernel_ptr && !cur.kernel_ptr {
+                // The old path may have loaded through it.
+                return false;
+            }
             if !exact && !old.precise {
                 return true;
             }
