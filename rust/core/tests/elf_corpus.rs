@@ -210,7 +210,11 @@ fn corpus_objects_parse_and_agree_with_inventory() {
         }
         for (what, ours, expected) in [
             ("executable sections", exec, num("exec_sections")),
-            ("helper, local and external calls", helpers + local, all_expected),
+            (
+                "helper, local and external calls",
+                helpers + local,
+                all_expected,
+            ),
         ] {
             if expected != Some(ours) {
                 problems.push(format!(

@@ -449,7 +449,9 @@ fn c_library_calls_become_builtins() {
         );
         // Nothing is left as a BPF-to-BPF call to a missing function.
         assert!(
-            !p.insns.iter().any(|i| i.opc == OP_CALL && i.src == CALL_LOCAL),
+            !p.insns
+                .iter()
+                .any(|i| i.opc == OP_CALL && i.src == CALL_LOCAL),
             "{name}"
         );
     }

@@ -1221,11 +1221,5 @@ fn builtins_are_allowed_in_every_program_type() {
             &[],
         );
     }
-    reject(
-        "call 1279\nexit",
-        XDP,
-        &[],
-        0,
-        "invalid func unknown#1279",
-    );
+    reject("call 1279\nexit", XDP, &[], 0, "invalid func unknown#1279");
 }

@@ -1073,9 +1073,18 @@ mod tests {
         ] {
             assert!(allowed(t, BUILTIN_MEMSET), "{t}");
         }
-        assert_eq!(proto(BUILTIN_MEMSET).unwrap().args[..2], [PtrToUninitMem, Scalar]);
-        assert_eq!(proto(BUILTIN_MEMCPY).unwrap().args[..2], [PtrToUninitMem, PtrToMem]);
-        assert_eq!(proto(BUILTIN_MEMCMP).unwrap().args[..2], [PtrToMem, PtrToMem]);
+        assert_eq!(
+            proto(BUILTIN_MEMSET).unwrap().args[..2],
+            [PtrToUninitMem, Scalar]
+        );
+        assert_eq!(
+            proto(BUILTIN_MEMCPY).unwrap().args[..2],
+            [PtrToUninitMem, PtrToMem]
+        );
+        assert_eq!(
+            proto(BUILTIN_MEMCMP).unwrap().args[..2],
+            [PtrToMem, PtrToMem]
+        );
         assert_eq!(proto(BUILTIN_MEMCMP).unwrap().ret, RetKind::Integer);
         assert_eq!(proto(BUILTIN_MEMMOVE).unwrap().ret, RetKind::FirstArg);
         assert!(proto(*BUILTIN_IDS.end()).is_none());

@@ -630,7 +630,11 @@ impl Verifier<'_> {
                         _ => None,
                     })
                     .collect();
-                for (j, write, init, null) in sized.iter().filter(|m| !m.1).chain(sized.iter().filter(|m| m.1)) {
+                for (j, write, init, null) in sized
+                    .iter()
+                    .filter(|m| !m.1)
+                    .chain(sized.iter().filter(|m| m.1))
+                {
                     self.check_helper_mem(st, pc, *j as u8 + 1, v.umax, *write, *init, *null)?;
                 }
                 Ok(())
