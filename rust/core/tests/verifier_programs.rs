@@ -1223,3 +1223,47 @@ fn builtins_are_allowed_in_every_program_type() {
     }
     reject("call 1279\nexit", XDP, &[], 0, "invalid func unknown#1279");
 }
+
+#[test]
+fn builtins_cannot_write_read_only_maps_or_the_context() {
+    let ro = MapDef {
+        flags: BPF_F_RDONLY_PROG,
+        ..MapDef::new(MapType::Array, 4, 8, 1).named(".rodata")
+    };
+    let maps = [ro];
+    // memcpy from .rodata to the stack: fine; into .rodata: not.
+    accept(
+        "mov %r1, %r10
+         add %r1, -8
+         lddw %r2, map_idx_value 0, 0
+         mov %r3, 8
+         call 1025
+         ldxdw %r0, [%r10-8]
+         exit",
+        XDP,
+        &maps,
+    );
+    reject(
+        "lddw %r1, map_idx_value 0, 0
+         mov %r2, 0
+         mov %r3, 8
+         call 1024
+         mov %r0, 0
+         exit",
+        XDP,
+        &maps,
+        4,
+        "R1 write into map forbidden",
+    );
+    reject(
+        "mov %r2, 0
+         mov %r3, 4
+         call 1024
+         mov %r0, 0
+         exit",
+        XDP,
+        &[],
+        2,
+        "R1 type=ctx expected=fp, pkt, pkt_meta, map_value, mem",
+    );
+}
