@@ -621,21 +621,18 @@ impl Verifier<'_> {
                 // (kernel helpers), or both pointers of a builtin. Reads
                 // first, so that memcpy's source cannot count as
                 // initialised by the write to an overlapping destination.
-                let sized: Vec<(usize, bool, bool, bool)> = (0..proto.args.len())
-                    .filter(|&j| j != i && proto.size_arg_of(j) == i)
-                    .filter_map(|j| match proto.args[j] {
-                        ArgKind::PtrToMem => Some((j, false, true, false)),
-                        ArgKind::PtrToMemOrNull => Some((j, false, true, true)),
-                        ArgKind::PtrToUninitMem => Some((j, true, false, false)),
-                        _ => None,
-                    })
-                    .collect();
-                for (j, write, init, null) in sized
-                    .iter()
-                    .filter(|m| !m.1)
-                    .chain(sized.iter().filter(|m| m.1))
-                {
-                    self.check_helper_mem(st, pc, *j as u8 + 1, v.umax, *write, *init, *null)?;
+                for writes in [false, true] {
+                    for j in (0..proto.args.len()).filter(|&j| j != i) {
+                        let (write, init, null) = match proto.args[j] {
+                            ArgKind::PtrToMem => (false, true, false),
+                            ArgKind::PtrToMemOrNull => (false, true, true),
+                            ArgKind::PtrToUninitMem => (true, false, false),
+                            _ => continue,
+                        };
+                        if write == writes && proto.size_arg_of(j) == i {
+                            self.check_helper_mem(st, pc, j as u8 + 1, v.umax, write, init, null)?;
+                        }
+                    }
                 }
                 Ok(())
             }
