@@ -145,6 +145,23 @@ impl<'a> HelperMemory<'a> {
         Ok(unsafe { std::slice::from_raw_parts_mut(p, len as usize) })
     }
 
+    /// Copies `len` bytes from `src` to `dst`, which may overlap (memmove),
+    /// if the program may read the one and write the other.
+    pub fn copy(&mut self, dst: u64, src: u64, len: u64) -> Result<(), HelperError> {
+        let from = self
+            .map
+            .translate(src, len, false)
+            .ok_or_else(|| bad_access(src, len, "read"))?;
+        let to = self
+            .map
+            .translate(dst, len, true)
+            .ok_or_else(|| bad_access(dst, len, "write"))?;
+        // SAFETY: translate proved both ranges lie inside live regions, the
+        // second writable; ptr::copy allows them to overlap.
+        unsafe { std::ptr::copy(from as *const u8, to, len as usize) };
+        Ok(())
+    }
+
     /// A NUL-terminated string starting at `addr`, without the NUL, reading
     /// at most `max` bytes.
     pub fn cstr(&self, addr: u64, max: u64) -> Result<&[u8], HelperError> {

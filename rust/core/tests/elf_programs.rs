@@ -4,7 +4,7 @@
 //!
 //! Objects come from the shared corpus (`../shared/verifier-corpus`), the
 //! project's examples (`examples/bpf`) and `tests/elf_data/callbacks.o`
-//! (source beside it).
+//! and `builtins.o` (sources beside them).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use ebpfvm_core::btf::{IntKind, TypeDesc};
 use ebpfvm_core::elf::{ElfProgram, MapKind, Object, Pinning};
 use ebpfvm_core::isa::*;
+use ebpfvm_core::kernel::helper_protos::{
+    BUILTIN_MEMCMP, BUILTIN_MEMCPY, BUILTIN_MEMMOVE, BUILTIN_MEMSET,
+};
 use ebpfvm_core::maps::{MapType, BPF_F_RDONLY_PROG};
 use ebpfvm_core::progtype::ProgType;
 
@@ -36,6 +39,10 @@ fn parse_file(path: &Path) -> Object {
 
 fn callbacks() -> Object {
     parse_file(&manifest_dir().join("tests/elf_data/callbacks.o"))
+}
+
+fn builtins() -> Object {
+    parse_file(&manifest_dir().join("tests/elf_data/builtins.o"))
 }
 
 fn prog<'a>(obj: &'a Object, name: &str) -> &'a ElfProgram {
@@ -404,12 +411,64 @@ fn line_info_gives_source_lines_per_instruction() {
 }
 
 #[test]
-fn unresolved_externs_fail_only_their_programs() {
+fn externs_named_after_kernel_helpers_become_helper_calls() {
     let obj = corpus("build/externalfunction.o");
     let func = prog(&obj, "func");
-    let err = func.program.as_ref().unwrap_err();
-    assert_eq!(err.pc, Some(6));
-    assert!(err.reason.contains("'bpf_map_lookup_elem'"), "{err}");
+    assert!(func.program.is_ok(), "{:?}", func.program);
+    // `call -1` with a relocation to bpf_map_lookup_elem: helper 1 now.
+    let call = func.insns[6];
+    assert_eq!((call.opc, call.src, call.imm), (OP_CALL, CALL_HELPER, 1));
+}
+
+/// The helper call instructions of a program, by id.
+fn helper_calls(p: &ElfProgram) -> Vec<u32> {
+    p.insns
+        .iter()
+        .filter(|i| i.opc == OP_CALL && i.src == CALL_HELPER)
+        .map(|i| i.imm as u32)
+        .collect()
+}
+
+#[test]
+fn c_library_calls_become_builtins() {
+    let obj = builtins();
+    for (name, builtin) in [
+        ("copy_blob", BUILTIN_MEMCPY),
+        ("fill_blob", BUILTIN_MEMSET),
+        ("shift_blob", BUILTIN_MEMMOVE),
+        ("compare_blobs", BUILTIN_MEMCMP),
+        ("clear_stack", BUILTIN_MEMSET),
+    ] {
+        let p = prog(&obj, name);
+        assert!(p.program.is_ok(), "{name}: {:?}", p.program);
+        let calls = helper_calls(p);
+        assert_eq!(
+            calls.iter().filter(|&&id| id == builtin).count(),
+            1,
+            "{name}: {calls:?}"
+        );
+        // Nothing is left as a BPF-to-BPF call to a missing function.
+        assert!(
+            !p.insns
+                .iter()
+                .any(|i| i.opc == OP_CALL && i.src == CALL_LOCAL),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn unresolved_externs_fail_only_their_programs() {
+    let obj = builtins();
+    let p = prog(&obj, "calls_unknown");
+    let err = p.program.as_ref().unwrap_err();
+    assert_eq!(err.pc, Some(1));
+    assert!(
+        err.reason
+            .contains("call to 'no_such_function', an undefined function"),
+        "{err}"
+    );
+    assert!(prog(&obj, "fill_blob").program.is_ok());
 }
 
 fn header_error(mutate: impl Fn(&mut Vec<u8>)) -> String {

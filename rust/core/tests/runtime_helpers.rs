@@ -2241,3 +2241,205 @@ fn skb_change_proto_makes_room_for_the_other_ip_header() {
     assert_eq!(run_packet(&change(0x0800, 0), &v4, None).retval, enotsupp);
     assert_eq!(run_packet(&change(0x86dd, 1), &v4, None).retval, EINVAL);
 }
+
+// --- builtins: memset, memcpy, memmove, memcmp ------------------------------------------
+
+/// `program` of tests/elf_data/builtins.o, verified, then loaded with the
+/// object's maps.
+fn load_builtins(program: &str) -> (Arc<LoadedProgram>, Arc<Map>) {
+    let path = format!("{}/tests/elf_data/builtins.o", env!("CARGO_MANIFEST_DIR"));
+    let obj = ebpfvm_core::elf::Object::parse(&std::fs::read(path).unwrap()).unwrap();
+    let (maps, _warnings) = runtime::object::create_maps(&obj, None).unwrap();
+    let p = obj.program(program).unwrap();
+    let code = p.program.as_ref().unwrap();
+    let defs: Vec<MapDef> = obj.maps.iter().map(|m| m.def.clone()).collect();
+    let opts = ebpfvm_core::verifier::VerifyOptions {
+        prog_type: ProgType::Xdp,
+        maps: &defs,
+        ..Default::default()
+    };
+    if let Err(e) = ebpfvm_core::verifier::verify(code, &opts) {
+        panic!("{program} rejected at {:?}: {}", e.pc, e.message);
+    }
+    let prepared = runtime::prepare(code, ProgType::Xdp, &maps).unwrap();
+    let env = Environment::new(maps.clone());
+    let exe = Executable::new(
+        Arc::new(prepared),
+        LoadOptions {
+            helpers: kernel_helpers(&env),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let blobs = maps[obj.map_index("blobs").unwrap()].clone();
+    let loaded = Arc::new(LoadedProgram {
+        id: runtime::next_program_id(),
+        name: program.into(),
+        prog_type: ProgType::Xdp,
+        runner: Arc::new(exe),
+        regions: runtime::map_regions(&maps),
+        env,
+    });
+    (loaded, blobs)
+}
+
+const BLOB: usize = 2048;
+
+fn set_blob(blobs: &Map, slot: u32, value: &[u8]) {
+    blobs.update(&slot.to_le_bytes(), value, 0).unwrap();
+}
+
+fn blob(blobs: &Map, slot: u32) -> Vec<u8> {
+    blobs.lookup(&slot.to_le_bytes()).unwrap()
+}
+
+fn pattern(seed: u8) -> Vec<u8> {
+    (0..BLOB)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn run_xdp(prog: &Arc<LoadedProgram>) -> u64 {
+    run_packet(prog, &udp_packet(IP_SRC, IP_DST, 1, 2), None).retval
+}
+
+#[test]
+fn clang_memcpy_and_memset_calls_copy_and_fill_map_values() {
+    let (copy, blobs) = load_builtins("copy_blob");
+    set_blob(&blobs, 0, &pattern(3));
+    set_blob(&blobs, 1, &[0; BLOB]);
+    assert_eq!(run_xdp(&copy), 2); // XDP_PASS
+    assert_eq!(blob(&blobs, 1), pattern(3));
+
+    let (fill, blobs) = load_builtins("fill_blob");
+    set_blob(&blobs, 0, &pattern(9));
+    assert_eq!(run_xdp(&fill), 2);
+    assert_eq!(blob(&blobs, 0), vec![0xa5; BLOB]);
+}
+
+#[test]
+fn clang_memmove_call_handles_overlap() {
+    let (shift, blobs) = load_builtins("shift_blob");
+    let before = pattern(5);
+    set_blob(&blobs, 0, &before);
+    assert_eq!(run_xdp(&shift), 2);
+    let after = blob(&blobs, 0);
+    // Every word moved up one place; the first stays.
+    assert_eq!(after[..8], before[..8]);
+    assert_eq!(after[8..], before[..BLOB - 8]);
+}
+
+#[test]
+fn clang_memcmp_call_orders_bytes_as_unsigned() {
+    let (cmp, blobs) = load_builtins("compare_blobs");
+    let mut a = pattern(1);
+    let mut b = a.clone();
+    set_blob(&blobs, 0, &a);
+    set_blob(&blobs, 1, &b);
+    assert_eq!(run_xdp(&cmp), 2, "equal");
+    // The first difference decides, as unsigned bytes: 0x80 > 0x7f.
+    a[1000] = 0x80;
+    b[1000] = 0x7f;
+    a[1500] = 0;
+    b[1500] = 0xff;
+    set_blob(&blobs, 0, &a);
+    set_blob(&blobs, 1, &b);
+    assert_eq!(run_xdp(&cmp), 3, "above");
+    set_blob(&blobs, 0, &b);
+    set_blob(&blobs, 1, &a);
+    assert_eq!(run_xdp(&cmp), 1, "below");
+    // Only the last byte differs.
+    let mut c = b.clone();
+    c[BLOB - 1] = c[BLOB - 1].wrapping_add(1);
+    set_blob(&blobs, 1, &c);
+    assert_eq!(run_xdp(&cmp), 1, "last byte");
+}
+
+#[test]
+fn clang_memset_call_of_variable_length_on_the_stack() {
+    let (clear, blobs) = load_builtins("clear_stack");
+    for (n, sum) in [(0u64, 0u64), (1, 7), (40, 280), (63, 441), (64 + 5, 35)] {
+        let mut v = vec![0u8; BLOB];
+        v[..8].copy_from_slice(&n.to_le_bytes());
+        set_blob(&blobs, 0, &v);
+        assert_eq!(run_xdp(&clear), sum, "n = {n}");
+    }
+}
+
+#[test]
+fn builtins_follow_c_semantics_in_raw_programs() {
+    // memset returns its destination; memcpy and memmove copy; memcmp
+    // returns the difference of the first differing bytes.
+    let mut buf = [0u8; 16];
+    buf[..4].copy_from_slice(b"abcd");
+    let src = "
+        mov %r6, %r1
+        mov %r1, %r6
+        add %r1, 8
+        mov %r2, 0x7a
+        mov %r3, 4
+        call 1024
+        sub %r0, %r6
+        mov %r7, %r0
+        mov %r1, %r6
+        add %r1, 12
+        mov %r2, %r6
+        mov %r3, 4
+        call 1025
+        mov %r1, %r6
+        add %r1, 1
+        mov %r2, %r6
+        mov %r3, 3
+        call 1026
+        mov %r1, %r6
+        mov %r2, %r6
+        add %r2, 8
+        mov %r3, 4
+        call 1027
+        lsh %r0, 8
+        or %r0, %r7
+        exit";
+    let r = run_raw(src, &mut buf).unwrap();
+    // buf: "aabc" (memmove) ... "zzzz" ... "abcd" (memcpy, before the move).
+    assert_eq!(&buf, b"aabc\0\0\0\0zzzzabcd");
+    // memset returned r1 (offset 8); memcmp("aabc", "zzzz") = 'a' - 'z'.
+    assert_eq!(r, ((b'a' as i64 - b'z' as i64) << 8) as u64 | 8);
+    // n = 0 touches nothing, whatever the pointers.
+    assert_eq!(
+        run_raw(
+            "mov %r1, 0\nmov %r2, 0\nmov %r3, 0\ncall 1025\nmov %r1, 0\nmov %r2, 0\nmov %r3, 0\ncall 1027\nexit",
+            &mut []
+        )
+        .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn builtins_fault_on_memory_the_program_cannot_reach() {
+    let mut buf = [0u8; 16];
+    // One byte past the buffer.
+    let over = fault_of(run_raw(
+        "mov %r2, 0\nmov %r3, 17\ncall 1024\nexit",
+        &mut buf,
+    ));
+    assert!(over.contains("write 17 bytes"), "{over}");
+    // A forged pointer.
+    let forged = fault_of(run_raw(
+        "mov %r2, %r1\nlddw %r1, 0x10000\nmov %r3, 4\ncall 1025\nexit",
+        &mut buf,
+    ));
+    assert!(forged.contains("write 4 bytes at 0x10000"), "{forged}");
+    let read = fault_of(run_raw(
+        "lddw %r2, 0x10000\nmov %r3, 4\ncall 1026\nexit",
+        &mut buf,
+    ));
+    assert!(read.contains("read 4 bytes at 0x10000"), "{read}");
+    // A length no memory has.
+    let huge = fault_of(run_raw(
+        "mov %r2, %r1\nmov %r3, -1\ncall 1027\nexit",
+        &mut buf,
+    ));
+    assert!(huge.contains("read 18446744073709551615 bytes"), "{huge}");
+    assert_eq!(buf, [0; 16], "nothing was written");
+}

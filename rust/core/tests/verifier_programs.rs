@@ -1271,3 +1271,373 @@ fn pruning_keeps_kernel_pointers_apart_from_numbers() {
         "R7 invalid mem access 'scalar'",
     );
 }
+
+// --- builtins (memset 1024, memcpy 1025, memmove 1026, memcmp 1027) ---
+
+#[test]
+fn memset_initialises_the_stack_it_covers() {
+    let v = accept(
+        "mov %r1, %r10
+         add %r1, -16
+         mov %r2, 0
+         mov %r3, 16
+         call 1024
+         ldxdw %r0, [%r10-16]
+         ldxdw %r1, [%r10-8]
+         add %r0, %r1
+         exit",
+        RAW,
+        &[],
+    );
+    assert!(v.log.contains("call memset#1024"), "{}", v.log);
+    // Only the bytes it covers.
+    reject(
+        "mov %r1, %r10
+         add %r1, -16
+         mov %r2, 0
+         mov %r3, 8
+         call 1024
+         ldxdw %r0, [%r10-8]
+         exit",
+        RAW,
+        &[],
+        5,
+        "invalid read from stack",
+    );
+}
+
+#[test]
+fn memset_destination_must_hold_n_bytes() {
+    reject(
+        "mov %r1, %r10
+         add %r1, -16
+         mov %r2, 0
+         mov %r3, 24
+         call 1024
+         mov %r0, 0
+         exit",
+        RAW,
+        &[],
+        4,
+        "invalid indirect access to stack R1 off=-16 size=24",
+    );
+    let maps = [hash_map()];
+    let lookup_then = |n: i32| {
+        format!(
+            "stw [%r10-4], 0
+             mov %r2, %r10
+             add %r2, -4
+             lddw %r1, map_idx 0
+             call 1
+             jeq %r0, 0, +4
+             mov %r1, %r0
+             mov %r2, 255
+             mov %r3, {n}
+             call 1024
+             mov %r0, 0
+             exit"
+        )
+    };
+    accept(&lookup_then(16), XDP, &maps);
+    reject(
+        &lookup_then(17),
+        XDP,
+        &maps,
+        10,
+        "invalid access to map value, value_size=16 off=0 size=17",
+    );
+}
+
+#[test]
+fn memset_over_a_spilled_pointer_leaves_data() {
+    reject(
+        "stxdw [%r10-8], %r1
+         mov %r1, %r10
+         add %r1, -8
+         mov %r2, 0
+         mov %r3, 8
+         call 1024
+         ldxdw %r2, [%r10-8]
+         ldxb %r0, [%r2]
+         exit",
+        RAW,
+        &[],
+        7,
+        "R2 invalid mem access 'scalar'",
+    );
+}
+
+#[test]
+fn memset_takes_a_bounded_length_and_a_scalar_fill() {
+    // n from the input, masked: up to 31 bytes.
+    accept(
+        "ldxb %r3, [%r1]
+         and %r3, 31
+         mov %r1, %r10
+         add %r1, -32
+         mov %r2, 0
+         call 1024
+         mov %r0, 0
+         exit",
+        RAW,
+        &[],
+    );
+    reject(
+        "ldxw %r3, [%r1]
+         mov %r1, %r10
+         add %r1, -32
+         mov %r2, 0
+         call 1024
+         mov %r0, 0
+         exit",
+        RAW,
+        &[],
+        4,
+        "R3 unbounded memory access",
+    );
+    reject(
+        "mov %r1, %r10
+         add %r1, -8
+         mov %r2, %r10
+         mov %r3, 8
+         call 1024
+         mov %r0, 0
+         exit",
+        RAW,
+        &[],
+        4,
+        "R2 type=fp expected=scalar",
+    );
+    // n = 0: nothing is written, any destination will do.
+    accept(
+        "mov %r1, 0
+         mov %r2, 0
+         mov %r3, 0
+         call 1024
+         exit",
+        RAW,
+        &[],
+    );
+}
+
+#[test]
+fn memset_and_memcpy_return_their_destination() {
+    // r0 is the stack pointer r1 was.
+    accept(
+        "mov %r1, %r10
+         add %r1, -8
+         mov %r2, 0
+         mov %r3, 8
+         call 1024
+         ldxdw %r0, [%r0]
+         exit",
+        RAW,
+        &[],
+    );
+    let v = accept(
+        "stdw [%r10-16], 7
+         mov %r1, %r10
+         add %r1, -8
+         mov %r2, %r10
+         add %r2, -16
+         mov %r3, 8
+         call 1025
+         ldxdw %r0, [%r0]
+         exit",
+        RAW,
+        &[],
+    );
+    assert!(v.log.contains("call memcpy#1025"), "{}", v.log);
+    // memcmp returns a number.
+    reject(
+        "stdw [%r10-16], 7
+         stdw [%r10-8], 7
+         mov %r1, %r10
+         add %r1, -8
+         mov %r2, %r10
+         add %r2, -16
+         mov %r3, 8
+         call 1027
+         ldxdw %r0, [%r0]
+         exit",
+        RAW,
+        &[],
+        8,
+        "R0 invalid mem access 'scalar'",
+    );
+}
+
+#[test]
+fn memcpy_source_must_be_initialised() {
+    reject(
+        "mov %r1, %r10
+         add %r1, -16
+         mov %r2, %r10
+         add %r2, -32
+         mov %r3, 16
+         call 1025
+         mov %r0, 0
+         exit",
+        RAW,
+        &[],
+        5,
+        "invalid indirect read from stack R2 off -32+0 size 16",
+    );
+    // Its twin: the source written first; the destination is then data.
+    accept(
+        "stdw [%r10-32], 1
+         stdw [%r10-24], 2
+         mov %r1, %r10
+         add %r1, -16
+         mov %r2, %r10
+         add %r2, -32
+         mov %r3, 16
+         call 1025
+         ldxdw %r0, [%r10-8]
+         exit",
+        RAW,
+        &[],
+    );
+    // An uninitialised source is not made initialised by writing the
+    // destination it overlaps.
+    reject(
+        "mov %r1, %r10
+         add %r1, -16
+         mov %r2, %r10
+         add %r2, -16
+         mov %r3, 16
+         call 1026
+         mov %r0, 0
+         exit",
+        RAW,
+        &[],
+        5,
+        "invalid indirect read from stack R2 off -16+0 size 16",
+    );
+    // The destination must be as large as the copy.
+    reject(
+        "stdw [%r10-32], 1
+         stdw [%r10-24], 2
+         mov %r1, %r10
+         add %r1, -8
+         mov %r2, %r10
+         add %r2, -32
+         mov %r3, 16
+         call 1025
+         mov %r0, 0
+         exit",
+        RAW,
+        &[],
+        7,
+        "invalid indirect access to stack R1 off=-8 size=16",
+    );
+}
+
+#[test]
+fn memcmp_reads_both_buffers() {
+    reject(
+        "stdw [%r10-8], 1
+         mov %r1, %r10
+         add %r1, -8
+         mov %r2, %r10
+         add %r2, -16
+         mov %r3, 8
+         call 1027
+         exit",
+        RAW,
+        &[],
+        6,
+        "invalid indirect read from stack R2 off -16+0 size 8",
+    );
+    let v = accept(
+        "stdw [%r10-8], 1
+         mov %r1, %r10
+         add %r1, -8
+         mov %r2, %r1
+         mov %r3, 8
+         call 1027
+         exit",
+        RAW,
+        &[],
+    );
+    assert!(v.log.contains("call memcmp#1027"), "{}", v.log);
+    // Into the input buffer (64 bytes): in bounds, and one byte past.
+    accept(
+        "mov %r2, %r1
+         add %r2, 32
+         mov %r3, 32
+         call 1027
+         exit",
+        RAW,
+        &[],
+    );
+}
+
+#[test]
+fn builtins_are_allowed_in_every_program_type() {
+    for t in [
+        ProgType::Xdp,
+        ProgType::SocketFilter,
+        ProgType::Kprobe,
+        ProgType::CgroupSysctl,
+        ProgType::RawTracepoint,
+        RAW,
+    ] {
+        accept(
+            "mov %r1, %r10
+             add %r1, -8
+             mov %r2, 0
+             mov %r3, 8
+             call 1024
+             mov %r0, 0
+             exit",
+            t,
+            &[],
+        );
+    }
+    reject("call 1279\nexit", XDP, &[], 0, "invalid func unknown#1279");
+}
+
+#[test]
+fn builtins_cannot_write_read_only_maps_or_the_context() {
+    let ro = MapDef {
+        flags: BPF_F_RDONLY_PROG,
+        ..MapDef::new(MapType::Array, 4, 8, 1).named(".rodata")
+    };
+    let maps = [ro];
+    // memcpy from .rodata to the stack: fine; into .rodata: not.
+    accept(
+        "mov %r1, %r10
+         add %r1, -8
+         lddw %r2, map_idx_value 0, 0
+         mov %r3, 8
+         call 1025
+         ldxdw %r0, [%r10-8]
+         exit",
+        XDP,
+        &maps,
+    );
+    reject(
+        "lddw %r1, map_idx_value 0, 0
+         mov %r2, 0
+         mov %r3, 8
+         call 1024
+         mov %r0, 0
+         exit",
+        XDP,
+        &maps,
+        4,
+        "R1 write into map forbidden",
+    );
+    reject(
+        "mov %r2, 0
+         mov %r3, 4
+         call 1024
+         mov %r0, 0
+         exit",
+        XDP,
+        &[],
+        2,
+        "R1 type=ctx expected=fp, pkt, pkt_meta, map_value, mem",
+    );
+}

@@ -15,6 +15,7 @@ use crate::btf::ext::BtfExt;
 use crate::btf::Btf;
 use crate::error::ProgramError;
 use crate::isa::*;
+use crate::kernel::helper_protos;
 use crate::program::{Program, DEFAULT_MAX_LEN};
 use crate::progtype::ProgType;
 
@@ -378,10 +379,15 @@ fn apply_reloc(
     }
     if insn.opc == OP_CALL {
         let Some(target_sec) = sym.shndx else {
+            if let Some(id) = extern_call_id(&sym.name) {
+                insns[idx].src = CALL_HELPER;
+                insns[idx].imm = id as i32;
+                return Ok(true);
+            }
             code.unresolved.insert(
                 Loc { sec, idx },
                 format!(
-                    "call to '{}', an undefined function (kernel functions and other externs are not available)",
+                    "call to '{}', an undefined function (only kernel helpers, named bpf_*, and memset, memcpy, memmove and memcmp can be called as externs; kernel functions and other externs are not available)",
                     sym.name
                 ),
             );
@@ -419,6 +425,18 @@ fn apply_reloc(
         "opcode 0x{:02x} is neither lddw nor call",
         insn.opc
     )))
+}
+
+/// The helper an extern function stands for: a kernel helper declared by
+/// its `bpf_` name, or a C library function ebpfvm provides as a builtin.
+/// The prefix is required so that a C function that happens to share a
+/// helper's bare name (`strncmp`, `snprintf`) is not bound to the helper,
+/// whose arguments differ.
+fn extern_call_id(name: &str) -> Option<u32> {
+    if let Some(id) = helper_protos::builtin_id(name) {
+        return Some(id);
+    }
+    name.strip_prefix("bpf_").and_then(helper_protos::helper_id)
 }
 
 fn set_map_value(insns: &mut [Insn], idx: usize, map: usize, off: i64) {

@@ -19,10 +19,16 @@
 //! CO-RE relocations are resolved against the object's own BTF (there is no
 //! kernel BTF in user space; see [`crate::btf::core`]).
 //!
+//! Extern functions: a call to an undefined function named after a kernel
+//! helper (`bpf_map_lookup_elem`) becomes that helper's call, and a call to
+//! `memset`, `memcpy`, `memmove` or `memcmp` (which clang emits when it does
+//! not inline them) becomes a call to the ebpfvm builtin of that name (see
+//! [`crate::kernel::helper_protos::BUILTIN_IDS`]).
+//!
 //! Errors: a malformed container, symbol table, map definition or
 //! relocation is an [`ElfError`] naming the section, symbol or offset at
-//! fault. A reference to something nothing defines (a call to `memset` or a
-//! kernel function, an `extern` that is not a `.kconfig` value) makes only
+//! fault. A reference to something nothing defines (a call to a kernel
+//! function, an `extern` that is not a `.kconfig` value) makes only
 //! the programs that contain it invalid: [`ElfProgram::program`] holds the
 //! error, naming the symbol and the instruction, and the other programs of
 //! the object stay usable. Nothing here panics on malformed input.

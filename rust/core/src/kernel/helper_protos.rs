@@ -18,6 +18,15 @@
 //!   `None`, so programs calling them are rejected.
 //! - Helpers returning a non-NULL BTF object (`get_current_task_btf`,
 //!   `task_pt_regs`) are described as returning [`RetKind::PtrToBtfIdOrNull`].
+//!
+//! Besides the kernel's helpers, ebpfvm has **builtins**: the C library
+//! functions clang emits calls to when it does not inline them (`memset`,
+//! `memcpy`, `memmove`, `memcmp`). The ELF loader turns such calls into
+//! helper calls with ids in [`BUILTIN_IDS`], a range of ebpfvm's own far
+//! above the kernel's ids (which end at [`MAX_KERNEL_HELPER_ID`]: the kernel
+//! takes no new helpers, new functions are kfuncs), so a builtin can never
+//! be mistaken for a kernel helper. [`proto`] describes them like helpers,
+//! and every program type may call them ([`allowed`]).
 
 use crate::progtype::ProgType;
 
@@ -28,6 +37,8 @@ pub enum ArgKind {
     DontCare,
     /// Any initialised value (scalar or pointer where the kernel allows).
     Anything,
+    /// An initialised scalar, never a pointer (memset's fill byte).
+    Scalar,
     /// `CONST_PTR_TO_MAP`.
     ConstMapPtr,
     /// Pointer to initialised memory of the map's key_size (stack, map value, ...).
@@ -77,6 +88,9 @@ pub enum ArgKind {
 pub enum RetKind {
     Integer,
     Void,
+    /// The first argument, unchanged (memset, memcpy and memmove return
+    /// their destination).
+    FirstArg,
     /// Map lookup.
     PtrToMapValueOrNull,
     PtrToMapValue,
@@ -102,6 +116,11 @@ pub struct HelperProto {
     /// Invalidates packet pointers (xdp_adjust_head, skb_store_bytes, ...).
     pub changes_packet_data: bool,
     pub gpl_only: bool,
+    /// The argument (0-based) holding the size of every memory argument,
+    /// for builtins, whose memory arguments share one size (memcpy's r1
+    /// and r2 are both sized by r3). `None`: each memory argument is
+    /// sized by the argument right after it, as in every kernel helper.
+    pub shared_size_arg: Option<u8>,
 }
 
 /// Helper names by id (index = id); index 0 is `BPF_FUNC_unspec`, not a helper.
@@ -334,10 +353,16 @@ const fn proto_of(id: u32, ret: RetKind, list: &[ArgKind]) -> HelperProto {
         args,
         changes_packet_data: false,
         gpl_only: false,
+        shared_size_arg: None,
     }
 }
 
 impl HelperProto {
+    /// The argument (0-based) holding the size of memory argument `i`.
+    pub fn size_arg_of(&self, i: usize) -> usize {
+        self.shared_size_arg.map_or(i + 1, usize::from)
+    }
+
     const fn gpl(mut self) -> Self {
         self.gpl_only = true;
         self
@@ -709,13 +734,83 @@ static PROTOS: &[HelperProto] = &[
     proto_of(211, R::Integer, &[MAP, PtrToBtfId]),
 ];
 
-/// The prototype of helper `id`, or `None` for unknown ids and for the few
-/// helpers whose arguments we cannot describe (see the module docs).
+/// Helper ids reserved for ebpfvm's builtins (see the module docs).
+pub const BUILTIN_IDS: std::ops::RangeInclusive<u32> = 0x400..=0x4ff;
+/// `void *memset(void *dst, int c, size_t n)`.
+pub const BUILTIN_MEMSET: u32 = 0x400;
+/// `void *memcpy(void *dst, const void *src, size_t n)`.
+pub const BUILTIN_MEMCPY: u32 = 0x401;
+/// `void *memmove(void *dst, const void *src, size_t n)`.
+pub const BUILTIN_MEMMOVE: u32 = 0x402;
+/// `int memcmp(const void *a, const void *b, size_t n)`.
+pub const BUILTIN_MEMCMP: u32 = 0x403;
+
+const fn builtin(id: u32, name: &'static str, ret: RetKind, args: [ArgKind; 3]) -> HelperProto {
+    HelperProto {
+        id,
+        name,
+        ret,
+        args: [args[0], args[1], args[2], DontCare, DontCare],
+        changes_packet_data: false,
+        gpl_only: false,
+        // n, in r3, sizes both pointers.
+        shared_size_arg: Some(2),
+    }
+}
+
+/// The builtins, sorted by id.
+static BUILTIN_PROTOS: &[HelperProto] = &[
+    builtin(
+        BUILTIN_MEMSET,
+        "memset",
+        R::FirstArg,
+        [PtrToUninitMem, Scalar, ConstSizeOrZero],
+    ),
+    builtin(
+        BUILTIN_MEMCPY,
+        "memcpy",
+        R::FirstArg,
+        [PtrToUninitMem, PtrToMem, ConstSizeOrZero],
+    ),
+    builtin(
+        BUILTIN_MEMMOVE,
+        "memmove",
+        R::FirstArg,
+        [PtrToUninitMem, PtrToMem, ConstSizeOrZero],
+    ),
+    builtin(
+        BUILTIN_MEMCMP,
+        "memcmp",
+        R::Integer,
+        [PtrToMem, PtrToMem, ConstSizeOrZero],
+    ),
+];
+
+/// The prototype of helper or builtin `id`, or `None` for unknown ids and
+/// for the few helpers whose arguments we cannot describe (see the module
+/// docs).
 pub fn proto(id: u32) -> Option<&'static HelperProto> {
-    PROTOS
+    let table = if BUILTIN_IDS.contains(&id) {
+        BUILTIN_PROTOS
+    } else {
+        PROTOS
+    };
+    table
         .binary_search_by_key(&id, |p| p.id)
         .ok()
-        .map(|i| &PROTOS[i])
+        .map(|i| &table[i])
+}
+
+/// The id of the builtin a C library call names: `memset` or clang's
+/// `__builtin_memset`, and so on.
+pub fn builtin_id(name: &str) -> Option<u32> {
+    let bare = name.strip_prefix("__builtin_").unwrap_or(name);
+    BUILTIN_PROTOS.iter().find(|p| p.name == bare).map(|p| p.id)
+}
+
+/// The name of builtin `id` ("memset"), `None` for anything else.
+pub fn builtin_name(id: u32) -> Option<&'static str> {
+    BUILTIN_PROTOS.iter().find(|p| p.id == id).map(|p| p.name)
 }
 
 /// The id of a helper by name; accepts "map_lookup_elem" and "bpf_map_lookup_elem".
@@ -845,12 +940,12 @@ fn tables(t: ProgType) -> &'static [&'static [u32]] {
 /// Whether a program of type `t` may call helper `id` (the kernel's per-type
 /// func_proto tables, for a privileged loader, approximately: packet helpers
 /// only for packet programs, probe helpers for tracing types, ...). Helpers
-/// with no prototype are never allowed.
+/// with no prototype are never allowed; builtins always are.
 pub fn allowed(t: ProgType, id: u32) -> bool {
     if proto(id).is_none() {
         return false;
     }
-    if t == ProgType::Ext {
+    if t == ProgType::Ext || BUILTIN_IDS.contains(&id) {
         return true;
     }
     BASE.contains(&id) || tables(t).iter().any(|set| set.contains(&id))
@@ -944,6 +1039,60 @@ mod tests {
         assert!(proto(204).is_none());
         assert!(proto(0).is_none());
         assert!(proto(1000).is_none());
+    }
+
+    #[test]
+    fn builtins_have_their_own_ids_and_prototypes() {
+        assert!(*BUILTIN_IDS.start() > MAX_KERNEL_HELPER_ID);
+        assert!(*BUILTIN_IDS.end() <= crate::helpers::MAX_HELPER_ID);
+        for (name, id) in [
+            ("memset", BUILTIN_MEMSET),
+            ("memcpy", BUILTIN_MEMCPY),
+            ("memmove", BUILTIN_MEMMOVE),
+            ("memcmp", BUILTIN_MEMCMP),
+        ] {
+            assert!(BUILTIN_IDS.contains(&id));
+            assert_eq!(builtin_id(name), Some(id));
+            assert_eq!(builtin_id(&format!("__builtin_{name}")), Some(id));
+            assert_eq!(builtin_name(id), Some(name));
+            assert_eq!(helper_name(id), None, "{name} is no kernel helper");
+            let p = proto(id).unwrap();
+            assert_eq!((p.id, p.name), (id, name));
+            // Both pointers are sized by n, in r3.
+            assert_eq!(p.size_arg_of(0), 2);
+            assert_eq!(p.size_arg_of(1), 2);
+            assert_eq!(p.args[2], ConstSizeOrZero);
+            assert_eq!(p.args[3..], [DontCare, DontCare]);
+        }
+        for t in [
+            ProgType::Xdp,
+            ProgType::RawTracepoint,
+            ProgType::CgroupSysctl,
+            ProgType::Raw,
+            ProgType::Netfilter,
+        ] {
+            assert!(allowed(t, BUILTIN_MEMSET), "{t}");
+        }
+        assert_eq!(
+            proto(BUILTIN_MEMSET).unwrap().args[..2],
+            [PtrToUninitMem, Scalar]
+        );
+        assert_eq!(
+            proto(BUILTIN_MEMCPY).unwrap().args[..2],
+            [PtrToUninitMem, PtrToMem]
+        );
+        assert_eq!(
+            proto(BUILTIN_MEMCMP).unwrap().args[..2],
+            [PtrToMem, PtrToMem]
+        );
+        assert_eq!(proto(BUILTIN_MEMCMP).unwrap().ret, RetKind::Integer);
+        assert_eq!(proto(BUILTIN_MEMMOVE).unwrap().ret, RetKind::FirstArg);
+        assert!(proto(*BUILTIN_IDS.end()).is_none());
+        assert!(!allowed(ProgType::Xdp, *BUILTIN_IDS.end()));
+        assert_eq!(builtin_id("strcpy"), None);
+        assert_eq!(builtin_id("bpf_memset"), None);
+        // Kernel helper ids are unaffected.
+        assert_eq!(proto(1).unwrap().size_arg_of(0), 1);
     }
 
     #[test]

@@ -201,7 +201,9 @@ impl Verifier<'_> {
                 ),
             );
         }
-        if st.lock.is_some() && id != SPIN_UNLOCK {
+        // Builtins only touch the memory they are given: harmless under a lock.
+        let builtin = helper_protos::BUILTIN_IDS.contains(&id);
+        if st.lock.is_some() && id != SPIN_UNLOCK && !builtin {
             return self.err(pc, "function calls are not allowed while holding a lock");
         }
         let mut meta = CallMeta::default();
@@ -391,6 +393,7 @@ impl Verifier<'_> {
             // Our helpers always leave some value in r0 (the kernel leaves
             // it uninitialised; PREVAIL reads it as a number).
             RetKind::Void => Reg::unknown(),
+            RetKind::FirstArg => *first_arg,
             RetKind::PtrToMapValueOrNull | RetKind::PtrToMapValue => {
                 let Some(m) = meta.map else {
                     return self.err(
@@ -521,6 +524,12 @@ impl Verifier<'_> {
         let plain_ptr = |r: &Reg| r.off == 0 && r.v.is_zero();
         match kind {
             ArgKind::DontCare | ArgKind::Anything => Ok(()),
+            ArgKind::Scalar => {
+                if !reg.is_scalar() {
+                    return self.arg_type_err(pc, regno, &reg, "scalar");
+                }
+                Ok(())
+            }
             ArgKind::ConstMapPtr => {
                 if reg.ty != RegType::ConstMapPtr || reg.maybe_null {
                     return self.arg_type_err(pc, regno, &reg, "map_ptr");
@@ -551,10 +560,10 @@ impl Verifier<'_> {
                 self.check_helper_mem(st, pc, regno, size, write, !write, false)
             }
             ArgKind::PtrToMem | ArgKind::PtrToMemOrNull | ArgKind::PtrToUninitMem => {
-                // Checked together with the size argument that follows.
+                // Checked together with its size argument.
                 let has_size = proto
                     .args
-                    .get(i + 1)
+                    .get(proto.size_arg_of(i))
                     .is_some_and(|k| matches!(k, ArgKind::ConstSize | ArgKind::ConstSizeOrZero));
                 if !has_size {
                     // A fixed-size buffer we cannot size: require a pointer.
@@ -604,15 +613,22 @@ impl Verifier<'_> {
                     );
                 }
                 meta.mem_size = Some(v.umax);
-                if i > 0 {
-                    let mem_kind = proto.args[i - 1];
-                    let (write, init, null) = match mem_kind {
-                        ArgKind::PtrToMem => (false, true, false),
-                        ArgKind::PtrToMemOrNull => (false, true, true),
-                        ArgKind::PtrToUninitMem => (true, false, false),
-                        _ => return Ok(()),
-                    };
-                    self.check_helper_mem(st, pc, regno - 1, v.umax, write, init, null)?;
+                // The memory this size describes: the argument before it
+                // (kernel helpers), or both pointers of a builtin. Reads
+                // first, so that memcpy's source cannot count as
+                // initialised by the write to an overlapping destination.
+                for writes in [false, true] {
+                    for j in (0..proto.args.len()).filter(|&j| j != i) {
+                        let (write, init, null) = match proto.args[j] {
+                            ArgKind::PtrToMem => (false, true, false),
+                            ArgKind::PtrToMemOrNull => (false, true, true),
+                            ArgKind::PtrToUninitMem => (true, false, false),
+                            _ => continue,
+                        };
+                        if write == writes && proto.size_arg_of(j) == i {
+                            self.check_helper_mem(st, pc, j as u8 + 1, v.umax, write, init, null)?;
+                        }
+                    }
                 }
                 Ok(())
             }

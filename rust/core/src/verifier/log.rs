@@ -230,6 +230,10 @@ fn insn_body(insns: &[Insn], pc: usize, i: &Insn) -> String {
                         format!("call r{d}")
                     } else if i.src == CALL_LOCAL {
                         format!("call pc{:+}", i.imm)
+                    } else if let Some(name) =
+                        crate::kernel::helper_protos::builtin_name(i.imm as u32)
+                    {
+                        format!("call {name}#{}", i.imm)
                     } else {
                         let name = crate::kernel::helper_protos::helper_name(i.imm as u32)
                             .unwrap_or("unknown");

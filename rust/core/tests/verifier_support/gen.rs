@@ -6,7 +6,7 @@
 //! values, bounds checks (64- and 32-bit, signed and unsigned, masks, shifts)
 //! followed by variable-offset accesses to the input, the stack or a map
 //! value; map lookups with and without null checks; spilled and refilled
-//! pointers; bounded loops; helper calls with stack buffers. Each idiom is
+//! pointers; bounded loops; helper and builtin calls with stack buffers. Each idiom is
 //! put right at the edge of safety and then, often, nudged one byte or one
 //! check past it, so that accepted programs sit next to rejected ones.
 //!
@@ -401,7 +401,7 @@ impl Gen<'_> {
     }
 
     fn idiom_helper(&mut self) {
-        match self.below(3) {
+        match self.below(4) {
             0 => {
                 self.out.push(call(self.rng.pick(&[5, 7, 8])));
                 self.out.push(mov(8, 0));
@@ -419,6 +419,35 @@ impl Gen<'_> {
                     g.out.push(mov(2, 8));
                     g.out.push(mov(3, 6));
                     g.out.push(call(113));
+                });
+            }
+            2 => {
+                // The builtins: memset, memcpy or memmove (from the input,
+                // which may be shorter than n) into a 32-byte stack buffer,
+                // or memcmp of the two, n bounded or not; then a read at the
+                // edge of the buffer.
+                self.block(|g, skips| {
+                    g.load_unknown(8);
+                    g.bound(skips, 8, 32);
+                    let builtin = g.rng.pick(&[0x400, 0x401, 0x402, 0x403]);
+                    if builtin == 0x403 && g.chance(80) {
+                        // memcmp reads its first buffer: initialise it.
+                        g.out.push(st(SIZE_DW, 10, -32, 0));
+                        g.out.push(st(SIZE_DW, 10, -24, 0));
+                        g.out.push(st(SIZE_DW, 10, -16, 0));
+                        g.out.push(st(SIZE_DW, 10, -8, 0));
+                    }
+                    g.out.push(mov(1, 10));
+                    g.out.push(alu64_imm(ALU_ADD, 1, -32));
+                    if builtin == 0x400 {
+                        g.out.push(mov_imm(2, 0x5a));
+                    } else {
+                        g.out.push(mov(2, 6));
+                    }
+                    g.out.push(mov(3, 8));
+                    g.out.push(call(builtin));
+                    let (size, _, off) = g.edge_access(32);
+                    g.out.push(ldx(size, 9, 10, off - 32));
                 });
             }
             _ => {

@@ -1,4 +1,5 @@
-//! Kernel helpers, by kernel id, with kernel semantics. Each file holds
+//! Kernel helpers, by kernel id, with kernel semantics, and ebpfvm's
+//! builtins (`memset`, `memcpy`, ... at their own ids). Each file holds
 //! one family; [`kernel_helpers`] registers them all for a program.
 //!
 //! Helpers never trust their arguments: pointers are read and written
@@ -13,6 +14,7 @@ use crate::helpers::{HelperError, HelperMemory, HelperRegistry};
 
 use super::{Environment, RunState};
 
+mod builtins;
 mod callbacks;
 mod dynptr;
 mod local_storage;
@@ -30,7 +32,7 @@ mod trace;
 /// A helper body: the shared environment, the program's memory, r1-r5.
 pub type HelperFn = fn(&Environment, &mut HelperMemory<'_>, [u64; 5]) -> Result<u64, HelperError>;
 
-/// Every kernel helper ebpfvm implements, bound to `env`.
+/// Every kernel helper ebpfvm implements, and the builtins, bound to `env`.
 pub fn kernel_helpers(env: &Arc<Environment>) -> HelperRegistry {
     let mut reg = HelperRegistry::new();
     for &(id, f) in maps::HELPERS
@@ -47,6 +49,7 @@ pub fn kernel_helpers(env: &Arc<Environment>) -> HelperRegistry {
         .chain(local_storage::HELPERS)
         .chain(dynptr::HELPERS)
         .chain(callbacks::HELPERS)
+        .chain(builtins::HELPERS)
     {
         add(&mut reg, env, id, f);
     }
@@ -59,7 +62,7 @@ fn add(reg: &mut HelperRegistry, env: &Arc<Environment>, id: u32, f: HelperFn) {
         id,
         Arc::new(move |mem: &mut HelperMemory<'_>, args: [u64; 5]| f(&env, mem, args)),
     )
-    .expect("kernel helper ids are small");
+    .expect("kernel helper and builtin ids are below MAX_HELPER_ID");
 }
 
 /// What a run may leave behind if it ends without cleaning up (as an
