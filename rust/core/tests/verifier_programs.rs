@@ -912,7 +912,11 @@ fn check_raw(src: &str, min: u32, max: u32) -> Result<Verified, VerifyError> {
 #[track_caller]
 fn raw_rejected_at(src: &str, min: u32, max: u32, pc: usize, msg: &str) {
     let e = check_raw(src, min, max).expect_err("accepted");
-    assert!(e.message.contains(msg), "expected '{msg}', got '{}'", e.message);
+    assert!(
+        e.message.contains(msg),
+        "expected '{msg}', got '{}'",
+        e.message
+    );
     assert_eq!(e.pc, Some(pc), "{}\n{}", e.message, e.log);
 }
 
@@ -938,7 +942,13 @@ fn raw_input_length_checks_bound_the_input() {
         exit";
     check_raw(copy, 0, u32::MAX).unwrap();
     // Without the check nothing past the guaranteed size may be read.
-    raw_rejected_at("ldxb %r0, [%r1+0]\nexit", 0, u32::MAX, 0, "may be only 0 bytes");
+    raw_rejected_at(
+        "ldxb %r0, [%r1+0]\nexit",
+        0,
+        u32::MAX,
+        0,
+        "may be only 0 bytes",
+    );
     check_raw("ldxb %r0, [%r1+0]\nexit", 1, u32::MAX).unwrap();
 }
 
@@ -956,7 +966,13 @@ fn raw_input_end_is_start_plus_length() {
         out:
         exit";
     check_raw(ok, 0, u32::MAX).unwrap();
-    raw_rejected_at(&ok.replace("[%r1+16]", "[%r1+17]"), 0, u32::MAX, 6, "invalid access");
+    raw_rejected_at(
+        &ok.replace("[%r1+16]", "[%r1+17]"),
+        0,
+        u32::MAX,
+        6,
+        "invalid access",
+    );
     // Only the length itself makes an end: any other scalar is a plain
     // variable offset, which stays unproven.
     let other = ok.replace("add %r3, %r2", "add %r3, 100");
@@ -977,7 +993,13 @@ fn raw_input_end_is_start_plus_length() {
         3,
         "the input may be only 0 bytes long",
     );
-    raw_rejected_at(&tail.replace("[%r2-1]", "[%r2+0]"), 0, u32::MAX, 3, "from its end");
+    raw_rejected_at(
+        &tail.replace("[%r2-1]", "[%r2+0]"),
+        0,
+        u32::MAX,
+        3,
+        "from its end",
+    );
 }
 
 #[test]
@@ -1029,7 +1051,11 @@ fn raw_loops_over_the_input_are_bounded_by_its_largest_size() {
     assert!(e.message.contains("too large"), "{}", e.message);
     // One byte too far in the loop is caught.
     let e = check_raw(&csum.replace("add %r5, 3", "add %r5, 2"), 0, 1500).unwrap_err();
-    assert!(e.message.contains("invalid access to the input"), "{}", e.message);
+    assert!(
+        e.message.contains("invalid access to the input"),
+        "{}",
+        e.message
+    );
 }
 
 fn check_frozen(
@@ -1639,5 +1665,95 @@ fn builtins_cannot_write_read_only_maps_or_the_context() {
         &[],
         2,
         "R1 type=ctx expected=fp, pkt, pkt_meta, map_value, mem",
+    );
+}
+
+#[test]
+fn scalars_linked_by_a_constant_share_bounds() {
+    // r3 = r2 + 8: bounding r2 bounds r3 (the kernel's linked scalars).
+    let src = "ldxb %r2, [%r1+0]
+        mov %r3, %r2
+        add %r3, 8
+        jgt %r2, 32, out
+        mov %r4, %r10
+        add %r4, -64
+        add %r4, %r3
+        stb [%r4+0], 1
+        out:
+        mov %r0, 0
+        exit";
+    accept(src, RAW, &[]);
+    // Linked at 60, the bound allows a store past the frame.
+    reject(
+        &src.replace("add %r3, 8", "add %r3, 60"),
+        RAW,
+        &[],
+        7,
+        "invalid",
+    );
+    // A 32-bit copy of a 32-bit value is linked too; a 32-bit add that
+    // cannot wrap keeps the link.
+    let w = "ldxb %r2, [%r1+0]
+        mov32 %r3, %r2
+        add32 %r3, 8
+        jgt %r2, 32, out
+        mov %r4, %r10
+        add %r4, -64
+        add %r4, %r3
+        stb [%r4+0], 1
+        out:
+        mov %r0, 0
+        exit";
+    accept(w, RAW, &[]);
+    // Any other operation ends the link.
+    reject(
+        &w.replace("add32 %r3, 8", "mul %r3, 1"),
+        RAW,
+        &[],
+        7,
+        "invalid",
+    );
+}
+
+#[test]
+fn packet_pointers_from_one_pointer_and_value_share_their_range() {
+    // p = data + n is checked for 2 bytes; data + (n + 1) is p + 1, so one
+    // byte may be read there (clang computes such addresses afresh).
+    let src = "ldxw %r2, [%r1+0]
+        ldxw %r3, [%r1+4]
+        mov %r0, 0
+        mov %r5, %r2
+        add %r5, 1
+        jgt %r5, %r3, out
+        ldxb %r6, [%r2+0]
+        and %r6, 15
+        mov %r7, %r2
+        add %r7, %r6
+        mov %r8, %r7
+        add %r8, 2
+        jgt %r8, %r3, out
+        mov %r9, %r6
+        add %r9, 1
+        mov %r0, %r2
+        add %r0, %r9
+        ldxb %r0, [%r0+0]
+        out:
+        mov %r0, 2
+        exit";
+    accept(src, XDP, &[]);
+    reject(
+        &src.replace("add %r9, 1", "add %r9, 2"),
+        XDP,
+        &[],
+        17,
+        "invalid access to packet",
+    );
+    // A different value of the same range is not the same pointer.
+    reject(
+        &src.replace("mov %r9, %r6\n", "ldxb %r9, [%r2+0]\n        and %r9, 15\n"),
+        XDP,
+        &[],
+        18,
+        "invalid access to packet",
     );
 }

@@ -13,6 +13,47 @@ fn is_input_start(r: &Reg) -> bool {
     r.ty == RegType::Packet && r.off == 0 && r.v.is_zero()
 }
 
+/// `dst += c` / `dst -= c` on a linked scalar, when the result is exactly
+/// the value plus a constant: it stays linked, at a new offset.
+fn linked_add(dst: &Reg, src: &Reg, op: u8, is64: bool) -> Option<Reg> {
+    if dst.id == 0 || !dst.is_scalar() || !matches!(op, ALU_ADD | ALU_SUB) {
+        return None;
+    }
+    let c = src.v.const_value()?;
+    let c = if is64 {
+        c as i64
+    } else {
+        c as u32 as i32 as i64
+    };
+    let delta = if op == ALU_ADD { c } else { c.checked_neg()? };
+    let w = if is64 { Width::W64 } else { Width::W32 };
+    if !is64 {
+        // A 32-bit result is the 64-bit sum only if nothing wraps.
+        let v = &dst.v;
+        let fits = v.umax <= u32::MAX as u64
+            && if delta >= 0 {
+                v.umax.checked_add(delta as u64)? <= u32::MAX as u64
+            } else {
+                v.umin >= delta.unsigned_abs()
+            };
+        if !fits {
+            return None;
+        }
+    }
+    let off = i32::try_from(dst.off as i64 + delta).ok()?;
+    let aop = if op == ALU_ADD {
+        AluOp::Add
+    } else {
+        AluOp::Sub
+    };
+    Some(Reg {
+        off,
+        precise: false,
+        v: scalar::alu(&dst.v, &src.v, aop, w),
+        ..*dst
+    })
+}
+
 /// Largest offset a pointer may carry (the kernel's BPF_MAX_VAR_OFF); keeps
 /// offset arithmetic far away from overflow.
 pub const MAX_VAR_OFF: i64 = 1 << 29;
@@ -107,9 +148,41 @@ impl Verifier<'_> {
                 return self.err(pc, "div by zero");
             }
         }
-        let dst = *st.reg(d);
+        let mut dst = *st.reg(d);
+        let mut src = src;
         if dst.is_pointer() || src.is_pointer() {
-            let r = self.pointer_alu(pc, insn, &dst, &src, is64)?;
+            // A variable packet offset gets an id, so that pointers made
+            // from the same pointer and value can share a proven range.
+            let (scalar_reg, ptr) = if dst.is_pointer() {
+                (insn.src, dst)
+            } else {
+                (d, src)
+            };
+            let scalar = if dst.is_pointer() { &mut src } else { &mut dst };
+            if x && ptr.ty.is_packet()
+                && scalar.is_scalar()
+                && !scalar.v.is_const()
+                && scalar.id == 0
+            {
+                scalar.id = self.new_id();
+                scalar.off = 0;
+                st.reg_mut(scalar_reg).id = scalar.id;
+                st.reg_mut(scalar_reg).off = 0;
+            }
+            let mut r = self.pointer_alu(pc, insn, &dst, &src, is64)?;
+            if r.ty.is_packet() && r.var_id != 0 {
+                let mut same = None;
+                st.for_each_reg_mut(|q| {
+                    if q.ty == r.ty && q.var_id == r.var_id && q.base_id == r.base_id {
+                        let range = same.map_or(q.range, |(_, g): (u32, u32)| g.max(q.range));
+                        same = Some((q.id, range));
+                    }
+                });
+                if let Some((id, range)) = same {
+                    r.id = id;
+                    r.range = range;
+                }
+            }
             if x && dst.is_pointer() != src.is_pointer() {
                 // The offset's bounds now matter.
                 let scalar_reg = if dst.is_pointer() { insn.src } else { d };
@@ -127,6 +200,10 @@ impl Verifier<'_> {
             if bits & !src.v.var_off.value == 0 {
                 return Ok(());
             }
+        }
+        if let Some(r) = linked_add(&dst, &src, op, is64) {
+            *st.reg_mut(d) = r;
+            return Ok(());
         }
         let signed = matches!(op, ALU_DIV | ALU_MOD) && insn.off == 1;
         let v = match alu_op(op, signed) {
@@ -189,6 +266,20 @@ impl Verifier<'_> {
                 let mut v = Scalar::unknown();
                 v.zext32();
                 *st.reg_mut(d) = Reg::scalar(v);
+                return Ok(());
+            }
+            if x && src.is_scalar() && src.v.umax <= u32::MAX as u64 && !src.v.is_const() {
+                // The value fits in 32 bits: the copy is exact, and linked
+                // like a 64-bit one.
+                let mut r = src;
+                if r.id == 0 {
+                    r.id = self.new_id();
+                    r.off = 0;
+                    st.reg_mut(insn.src).id = r.id;
+                    st.reg_mut(insn.src).off = 0;
+                }
+                r.precise = false;
+                *st.reg_mut(d) = r;
                 return Ok(());
             }
             let mut v = src.v;
@@ -287,7 +378,12 @@ impl Verifier<'_> {
             );
         }
         let raw = self.opts.prog_type == ProgType::Raw;
-        if raw && op == ALU_ADD && is_input_start(ptr) && off_reg.id == INPUT_LEN_ID {
+        if raw
+            && op == ALU_ADD
+            && is_input_start(ptr)
+            && off_reg.id == INPUT_LEN_ID
+            && off_reg.off == 0
+        {
             // data + len: the end of a raw program's input.
             return Ok(Reg::pointer(RegType::PacketEnd));
         }
@@ -392,9 +488,28 @@ impl Verifier<'_> {
         }
         if ptr.ty.is_packet() {
             // A new variable part: ranges proven for the old one do not
-            // carry over.
+            // carry over, unless the caller finds a pointer with the same.
             r.id = self.new_id();
             r.range = 0;
+            r.base_id = 0;
+            r.var_id = 0;
+            if op == ALU_ADD && off_reg.id != 0 {
+                // The variable part is the scalar's linked value: its own
+                // offset from that value is part of the fixed offset.
+                let delta = off_reg.off as i64;
+                let linked =
+                    scalar::alu(k, &Scalar::constant(delta as u64), AluOp::Sub, Width::W64);
+                let off = r.off as i64 + delta;
+                if off.abs() < MAX_VAR_OFF
+                    && linked.smin > -MAX_VAR_OFF
+                    && linked.smax < MAX_VAR_OFF
+                {
+                    r.v = scalar::alu(&ptr.v, &linked, AluOp::Add, Width::W64);
+                    r.off = off as i32;
+                    r.base_id = ptr.id;
+                    r.var_id = off_reg.id;
+                }
+            }
         }
         Ok(r)
     }

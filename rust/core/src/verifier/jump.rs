@@ -2,7 +2,7 @@
 //! about its registers (bounds of scalars, null checks, packet ranges).
 
 use super::explore::{Flow, VResult, Verifier};
-use super::scalar::{Scalar, Width};
+use super::scalar::{self, AluOp, Scalar, Width};
 use super::state::{Reg, RegType, State, INPUT_LEN_ID};
 use super::tnum::Tnum;
 use crate::isa::*;
@@ -508,20 +508,39 @@ fn bound_input_len(st: &mut State, p: &Reg, rel: Cmp) -> bool {
     }
     st.for_each_reg_mut(|reg| {
         if reg.ty == RegType::Scalar && reg.id == INPUT_LEN_ID {
-            reg.v = v;
+            narrow_linked(reg, &v, 0);
         }
     });
     true
 }
 
+/// `reg` is linked to a scalar now known to be `v` at offset `v_off`:
+/// narrows it to `v` moved by the difference of their offsets.
+fn narrow_linked(reg: &mut Reg, v: &Scalar, v_off: i32) {
+    let k = reg.off as i64 - v_off as i64;
+    if k == 0 {
+        reg.v = *v;
+        return;
+    }
+    let mut moved = scalar::alu(v, &Scalar::constant(k as u64), AluOp::Add, Width::W64);
+    let mut own = reg.v;
+    // Both describe the register: keep what both allow (if they disagree
+    // the path is dead, and the moved bounds are as good as any).
+    reg.v = if refine(&mut own, &mut moved, Cmp::Eq, Width::W64) {
+        own
+    } else {
+        moved
+    };
+}
+
 /// Sets a scalar register and every copy of it (same id).
 fn set_scalar(st: &mut State, r: u8, v: Scalar) {
-    let id = st.reg(r).id;
+    let (id, off) = (st.reg(r).id, st.reg(r).off);
     st.reg_mut(r).v = v;
     if id != 0 {
         st.for_each_reg_mut(|reg| {
             if reg.ty == RegType::Scalar && reg.id == id {
-                reg.v = v;
+                narrow_linked(reg, &v, off);
             }
         });
     }

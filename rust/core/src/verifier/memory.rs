@@ -79,6 +79,7 @@ impl Verifier<'_> {
         if sx && v.is_scalar() {
             v.v.sign_extend(size);
             v.id = 0;
+            v.off = 0;
         }
         *st.reg_mut(insn.dst) = v;
         Ok(())

@@ -58,7 +58,16 @@ pub struct Reg {
     /// Non-zero when the pointer is an acquired reference that must be
     /// released (ring-buffer records, sockets).
     pub ref_obj_id: u32,
+    /// Pointers: the fixed offset. Scalars with an id: the constant this
+    /// one differs by from the others with the id (`r2 = r1 + 4` links r2
+    /// to r1 with offset 4), so a bound learnt on one bounds all.
     pub off: i32,
+    /// Packet pointers with a variable part: the id of the pointer it was
+    /// added to and of the scalar added (whose value, less the scalar's
+    /// offset, is the variable part). Pointers made from the same pointer
+    /// and scalar share their variable part, hence their id and range.
+    pub base_id: u32,
+    pub var_id: u32,
     /// Packet pointers: bytes proven readable from the pointer's id base.
     pub range: u32,
     /// Mem: size of the region.
@@ -84,6 +93,8 @@ impl Reg {
         id: 0,
         ref_obj_id: 0,
         off: 0,
+        base_id: 0,
+        var_id: 0,
         range: 0,
         mem_size: 0,
         precise: false,
@@ -370,6 +381,13 @@ impl IdMap {
 /// by the old one (whose exploration found no error). Unless `exact`, an
 /// old scalar no check depended on (not precise) covers any scalar.
 pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap, exact: bool) -> bool {
+    regsafe_linked(old, cur, ids, exact, &[])
+}
+
+/// [`regsafe`], where old scalars whose id is in `linked` are compared as
+/// if precise: a precise scalar, or a pointer's variable part, is bounded
+/// through them.
+fn regsafe_linked(old: &Reg, cur: &Reg, ids: &mut IdMap, exact: bool, linked: &[u32]) -> bool {
     if old.ty == RegType::NotInit {
         return true;
     }
@@ -383,12 +401,13 @@ pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap, exact: bool) -> bool {
                 // The old path may have loaded through it.
                 return false;
             }
-            if !exact && !old.precise {
+            if !exact && !old.precise && (old.id == 0 || !linked.contains(&old.id)) {
                 return true;
             }
             // Scalar ids link copies for bounds propagation; an old id
             // that is mapped consistently is enough.
-            old.v.contains(&cur.v) && (old.id == 0 || ids.check(old.id, cur.id))
+            old.v.contains(&cur.v)
+                && (old.id == 0 || (ids.check(old.id, cur.id) && old.off == cur.off))
         }
         _ => {
             old.maybe_null == cur.maybe_null
@@ -401,11 +420,20 @@ pub fn regsafe(old: &Reg, cur: &Reg, ids: &mut IdMap, exact: bool) -> bool {
                 && old.v.contains(&cur.v)
                 && ids.check(old.id, cur.id)
                 && ids.check(old.ref_obj_id, cur.ref_obj_id)
+                && ids.check(old.base_id, cur.base_id)
+                && ids.check(old.var_id, cur.var_id)
         }
     }
 }
 
-fn stacksafe(old: &Frame, cur: &Frame, ids: &mut IdMap, exact: bool, read: u64) -> bool {
+fn stacksafe(
+    old: &Frame,
+    cur: &Frame,
+    ids: &mut IdMap,
+    exact: bool,
+    read: u64,
+    linked: &[u32],
+) -> bool {
     for (i, os) in old.stack.iter().enumerate() {
         if i >= 64 || read & (1 << i) == 0 {
             // Never read (before being overwritten) after the old state.
@@ -434,7 +462,10 @@ fn stacksafe(old: &Frame, cur: &Frame, ids: &mut IdMap, exact: bool, read: u64) 
                 return false;
             }
         }
-        if need_spill && (os.bytes != cs.bytes || !regsafe(&os.spilled, &cs.spilled, ids, exact)) {
+        if need_spill
+            && (os.bytes != cs.bytes
+                || !regsafe_linked(&os.spilled, &cs.spilled, ids, exact, linked))
+        {
             return false;
         }
     }
@@ -474,18 +505,19 @@ pub fn states_equal(
             return false;
         }
     }
+    let linked = linked_ids(old);
     for (k, (of, cf)) in old.frames.iter().zip(&cur.frames).enumerate() {
         let mask = live.get(k).copied().unwrap_or(u16::MAX);
         for r in 0..NUM_REGS as usize {
             if mask & (1 << r) == 0 {
                 continue;
             }
-            if !regsafe(&of.regs[r], &cf.regs[r], ids, exact) {
+            if !regsafe_linked(&of.regs[r], &cf.regs[r], ids, exact, &linked) {
                 return false;
             }
         }
         let read_mask = read.get(k).copied().unwrap_or(u64::MAX);
-        if !stacksafe(of, cf, ids, exact, read_mask) {
+        if !stacksafe(of, cf, ids, exact, read_mask, &linked) {
             return false;
         }
     }
@@ -495,6 +527,36 @@ pub fn states_equal(
         }
     }
     true
+}
+
+/// Ids of `st`'s precise scalars and of the scalars packet pointers were
+/// made with: their copies must match too when pruning, or a bound the old
+/// path learnt through a copy would not hold on the current one.
+fn linked_ids(st: &State) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    if st.input_len.is_init() {
+        // Every check on a copy of the length bounds the input.
+        out.push(INPUT_LEN_ID);
+    }
+    let mut note = |r: &Reg| {
+        let id = match r.ty {
+            RegType::Scalar if r.precise => r.id,
+            t if t.is_packet() => r.var_id,
+            _ => 0,
+        };
+        if id != 0 && !out.contains(&id) {
+            out.push(id);
+        }
+    };
+    for f in &st.frames {
+        f.regs.iter().for_each(&mut note);
+        for slot in &f.stack {
+            if slot.bytes.contains(&StackByte::Spill) {
+                note(&slot.spilled);
+            }
+        }
+    }
+    out
 }
 
 fn cur_callsite(f: &Frame) -> usize {
