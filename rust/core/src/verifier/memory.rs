@@ -813,7 +813,8 @@ impl Verifier<'_> {
                     );
                 }
                 let off = ptr.off as i64;
-                if ptr.v.smin < 0 || off < 0 || off + size > ptr.range as i64 {
+                let in_input = u32::try_from(size).is_ok_and(|n| input_access_ok(st, &ptr, off, n));
+                if !in_input && (ptr.v.smin < 0 || off < 0 || off + size > ptr.range as i64) {
                     return self.err(
                         pc,
                         format!(
