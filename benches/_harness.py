@@ -1163,16 +1163,32 @@ def _jit_table_lines(results: Results) -> list[str]:
             f"fixed cost of one in-Rust run (noop v3, 2 insns): JIT {jit_noop.timing.median_ns:.1f}"
             f" ns, native C {native_noop.median_ns:.2f} ns; it is part of every JIT time above"
         )
-    for isa in ISAS:
+    for isa, shape in [(isa, shape) for shape in ("verified", "checked") for isa in ISAS]:
+        # The goal is judged on the verified code shape where the verifier
+        # proves the program, and on checked code where it cannot; the
+        # checked-only line shows what bounds checks and budget cost.
         ratios: dict[str, float] = {}
+        used: dict[str, str] = {}
         for program in COMPUTE_PROGRAMS:
-            jit = results.in_rust.get(RustCase(program, isa, "jit"))
-            ratio = _ratio(jit.timing if jit else None, _native_of(results, jit))
-            if ratio is not None:
-                ratios[program] = ratio
+            engines = [VERIFIED, "jit"] if shape == "verified" else ["jit"]
+            for engine in engines:
+                jit = results.in_rust.get(RustCase(program, isa, engine))
+                ratio = _ratio(jit.timing if jit else None, _native_of(results, jit))
+                if ratio is not None:
+                    ratios[program] = ratio
+                    used[program] = "verified" if engine == VERIFIED else "checked"
+                    break
+        label = (
+            "verified where proven, else checked ("
+            + ", ".join(f"{p} {used[p]}" for p in COMPUTE_PROGRAMS if p in used)
+            + ")"
+            if shape == "verified"
+            else "checked mode only"
+        )
         head = (
             f"goal JIT/native <= {GOAL_JIT_NATIVE_GMEAN:g}x geometric mean over "
-            f"{', '.join(COMPUTE_PROGRAMS)} and <= {GOAL_JIT_NATIVE_EACH:g}x each, {isa}:"
+            f"{', '.join(COMPUTE_PROGRAMS)} and <= {GOAL_JIT_NATIVE_EACH:g}x each, {isa}, "
+            f"{label}:"
         )
         missing = [p for p in COMPUTE_PROGRAMS if p not in ratios]
         if missing:

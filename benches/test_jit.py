@@ -1,7 +1,11 @@
 """The JIT against the interpreter and native C, on the programs of ../shared/bench.
 
-Everything here runs in checked mode (bounds checks and an instruction
-budget; the verifier that allows unchecked code does not exist yet).
+Two code shapes are timed: checked (``verify=False``: bounds checks and an
+instruction budget) for every program, and verified (``verify=True``: no
+runtime checks) for the programs the verifier proves for their vectors'
+input sizes. The JIT/native goal is judged on the verified shape where it
+exists and on the checked one elsewhere; a checked-only line shows what the
+checks cost.
 
 * ``test_in_rust``: in-Rust time per run (``exe.timeit``) of every program,
   v3 and v1 bytecode, on the interpreter and on the JIT; the JIT is first

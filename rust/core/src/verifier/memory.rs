@@ -814,7 +814,18 @@ impl Verifier<'_> {
                 }
                 let off = ptr.off as i64;
                 let in_input = u32::try_from(size).is_ok_and(|n| input_access_ok(st, &ptr, off, n));
-                if !in_input && (ptr.v.smin < 0 || off < 0 || off + size > ptr.range as i64) {
+                let in_range = ptr.v.smin >= 0 && off >= 0 && off + size <= ptr.range as i64;
+                if !in_input && !in_range && st.input_len.is_init() {
+                    let reach = off.saturating_add(ptr.v.umax.min(i64::MAX as u64) as i64);
+                    return self.err(
+                        pc,
+                        format!(
+                            "invalid access to the input, off={reach} size={size}: the input may be only {} bytes long, R{regno}(off={},r={})",
+                            st.input_len.v.umin, ptr.off, ptr.range
+                        ),
+                    );
+                }
+                if !in_input && !in_range {
                     return self.err(
                         pc,
                         format!(
