@@ -232,9 +232,7 @@ def test_verify_true_proves_or_refuses(engine: str) -> None:
 @pytest.mark.parametrize("engine", ["interpreter", "jit", "auto"])
 def test_verify_true_raw_input_is_bounded_by_its_length(engine: str) -> None:
     # Reads guarded by a length check are proven for any input length.
-    guarded = ebpfvm.Program.from_asm(
-        "mov %r0, 0\njlt %r2, 8, +1\nldxdw %r0, [%r1+0]\nexit\n"
-    )
+    guarded = ebpfvm.Program.from_asm("mov %r0, 0\njlt %r2, 8, +1\nldxdw %r0, [%r1+0]\nexit\n")
     exe = guarded.load(engine=engine, verify=True)
     assert exe.run(bytes(range(8))) == 0x0706050403020100
     assert exe.run(bytes(3)) == 0

@@ -102,5 +102,6 @@ def test_builtin_fault_in_an_unverified_program_is_an_execution_error(engine: st
     with pytest.raises(ebpfvm.ExecutionError, match="4096 bytes"):
         exe.run(bytearray(16))
     # The verifier refuses it first.
-    with pytest.raises(ebpfvm.VerifierError, match="off=0 size=4096: the input may be only 16 bytes long"):
+    refusal = "off=0 size=4096: the input may be only 16 bytes long"
+    with pytest.raises(ebpfvm.VerifierError, match=refusal):
         prog.load(engine=engine, verify=True, input_size=16)
