@@ -38,6 +38,8 @@ use verifier_support::panic_text;
 
 const DEFAULT_PROGRAMS: u64 = 3000;
 const INPUTS_PER_PROGRAM: u64 = 4;
+/// Inputs may be up to this many bytes longer than the generated size.
+const LONGER_INPUTS: u32 = 64;
 /// Far more than any accepted program can execute: the verifier walks every
 /// path at least once and stops at a million instructions.
 const BUDGET: u64 = 20_000_000;
@@ -92,6 +94,9 @@ fn accepted_programs_never_fault() {
         let opts = VerifyOptions {
             prog_type: ProgType::Raw,
             raw_input_size: g.mem_len,
+            // Runs use inputs up to this much longer: what is proven must
+            // hold for every length allowed, not just the shortest.
+            raw_max_input_size: g.mem_len + LONGER_INPUTS,
             maps: &defs,
             max_processed_insns: MAX_PROCESSED,
             ..VerifyOptions::default()
@@ -149,7 +154,9 @@ fn accepted_programs_never_fault() {
             }
         };
         for k in 0..INPUTS_PER_PROGRAM {
-            let before = input(seed.wrapping_mul(31).wrapping_add(k), g.mem_len);
+            let extra = (seed.wrapping_add(k) % (LONGER_INPUTS as u64 + 1)) as u32;
+            let len = if k == 0 { g.mem_len } else { g.mem_len + extra };
+            let before = input(seed.wrapping_mul(31).wrapping_add(k), len);
             let mut mem = before.clone();
             runs += 1;
             if let Err(e) = exe.run(&mut mem) {
