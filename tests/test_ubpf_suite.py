@@ -200,7 +200,8 @@ def test_unregistered_helper_is_a_load_error_not_a_program_error(name: str) -> N
         program.load(helpers=dict(UBPF_TEST_HELPERS), unwind_helper=UBPF_UNWIND_HELPER)
     assert info.value.pc == 5
     helper_id = 63 if "unreg" in name else 64
-    executable = program.load(helpers={helper_id: lambda *args: sum(args)})
+    # uBPF's helper ids have no kernel prototypes the verifier could check.
+    executable = program.load(verify=False, helpers={helper_id: lambda *args: sum(args)})
     assert executable.run(None) == 1 + 2 + 3 + 4 + 5
 
 
