@@ -278,6 +278,80 @@ def test_verify_true_raw_input_is_bounded_by_its_length(engine: str) -> None:
         loop.load(engine=engine, verify=True, input_size=65, max_input_size=64)
 
 
+@pytest.mark.parametrize("engine", ["interpreter", "jit", "auto"])
+def test_load_verifies_by_default(engine: str) -> None:
+    guarded = ebpfvm.Program.from_asm("mov %r0, 0\njlt %r2, 4, +1\nldxw %r0, [%r1+0]\nexit\n")
+    exe = guarded.load(engine=engine)
+    assert exe.verified
+    assert exe.run(bytes([1, 0, 0, 0])) == 1
+    assert exe.run(bytes(2)) == 0
+    # A program the verifier refuses is refused at load, and the error says how
+    # to run it anyway; .message stays the verifier's own.
+    unguarded = ebpfvm.Program.from_asm("ldxw %r0, [%r1+0]\nexit\n")
+    with pytest.raises(ebpfvm.VerifierError, match="load it with verify=False") as info:
+        unguarded.load(engine=engine)
+    assert info.value.pc == 0
+    assert "the input may be only 0 bytes long" in info.value.message
+    assert "verify=False" not in info.value.message
+    assert "checked mode" in str(info.value)
+    # verify=False is checked mode, as before.
+    exe = unguarded.load(engine=engine, verify=False)
+    assert not exe.verified
+    assert exe.run(bytes([2, 0, 0, 0])) == 2
+    with pytest.raises(ebpfvm.ExecutionError) as fault:
+        exe.run(bytes(2))
+    assert fault.value.kind == "out_of_bounds"
+    # Program.verify() is for asking, not loading: no advice in its errors.
+    with pytest.raises(ebpfvm.VerifierError) as asked:
+        unguarded.verify()
+    assert "verify=False" not in str(asked.value)
+
+
+def test_unwind_helper_without_verify_means_checked_mode() -> None:
+    program = ebpfvm.Program.from_asm("mov %r1, 0\ncall 5\nmov %r0, 2\nexit\n")
+    helpers = {5: lambda *a: a[0]}
+    exe = program.load(helpers=helpers, unwind_helper=5)
+    assert not exe.verified
+    assert exe.run(None) == 0
+    assert not program.load(helpers=helpers, unwind_helper=5, verify=False).verified
+    with pytest.raises(ValueError, match="load with verify=False"):
+        program.load(helpers=helpers, unwind_helper=5, verify=True)
+    with pytest.raises(ValueError, match="no use with verify=False"):
+        program.load(helpers=helpers, unwind_helper=5, input_size=4)
+
+
+def test_custom_helpers_under_the_verifier() -> None:
+    # A custom helper replaces the kernel helper of its id and is checked against
+    # that prototype: a number-returning one (7: get_prandom_u32) is verified.
+    exe = ebpfvm.Program.from_asm("call 7\nexit\n").load(helpers={7: lambda *a: 41})
+    assert exe.verified and exe.run(None) == 41
+    refusals = [
+        # No prototype: nothing to check the call against.
+        ("call 3000", 3000, "has no prototype the verifier knows"),
+        # bpf_map_lookup_elem: compiled code would dereference what it returns.
+        ("mov %r1, 0\nmov %r2, 0\ncall 1", 1, "bpf_map_lookup_elem, whose result the verifier"),
+        # bpf_msg_pull_data: not for raw programs.
+        ("call 63", 63, "bpf_msg_pull_data, which raw programs may not call"),
+    ]
+    for call, helper_id, why in refusals:
+        program = ebpfvm.Program.from_asm(f"mov %r0, 0\n{call}\nexit\n")
+        calls_at = len(program) - 2
+        with pytest.raises(ebpfvm.VerifierError, match=why) as info:
+            program.load(helpers={helper_id: lambda *a: 9})
+        assert info.value.pc == calls_at
+        assert f"helper #{helper_id} given with helpers=" in info.value.message or (
+            f"helper #{helper_id} was given with helpers=" in info.value.message
+        )
+        assert "load it with verify=False" in str(info.value)
+        exe = program.load(helpers={helper_id: lambda *a: 9}, verify=False)
+        assert not exe.verified and exe.run(None) == 9
+    # A call the kernel prototype refuses names the prototype it was checked
+    # against (4: probe_read takes a bounded size in r2).
+    program = ebpfvm.Program.from_asm("mov %r1, 0\ncall 4\nexit\n")
+    with pytest.raises(ebpfvm.VerifierError, match="prototype of the kernel's bpf_probe_read"):
+        program.load(helpers={4: lambda *a: 0})
+
+
 def test_unknown_engine() -> None:
     program = ebpfvm.Program.from_asm("mov %r0, 1\nexit\n")
     with pytest.raises(ebpfvm.Error):
