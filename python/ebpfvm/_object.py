@@ -186,8 +186,9 @@ class ObjectProgram:
         return self._obj.load(engine, **options)[self.name]
 
     def run(self, mem: Any = None, ctx: Any = None) -> Any:
-        """Runs with the default engine (loading on first use): a
-        ``RunResult`` for packet and tracing programs, r0 for raw ones."""
+        """Runs with the default engine (loading, and so verifying, on first
+        use): a ``RunResult`` for packet and tracing programs, r0 for raw
+        ones."""
         return self.load().run(mem, ctx)
 
     def __getattr__(self, name: str) -> Any:
