@@ -200,7 +200,8 @@ def test_compile(
     results: h.Results,
     timing_settings: h.TimingSettings,
 ) -> None:
-    """``program.load(engine="jit")``; the time shown is ``exe.compile_time``."""
+    """``program.load(engine="jit", verify=False)``: the checked-mode compile
+    (no verifier run); the time shown is ``exe.compile_time``."""
     program, helpers, check = _compile_subject(key, native)
     exe = program.load(engine="jit", verify=False, helpers=helpers)
     h.check_compiled(exe, key)

@@ -3,7 +3,8 @@ next to the same work in Python: on a ``dict`` and through ebpfvm's map
 views.
 
 Each eBPF program performs ``OPS`` operations on keys ``i & 255`` in a
-counted loop and is run with ``Executable.timeit`` (inside Rust, so the
+counted loop, is verified (the default of ``load``: the JIT compiles it
+without run-time checks) and is run with ``Executable.timeit`` (inside Rust, so the
 Python call around a run is not counted); ns per operation is the run time
 divided by ``OPS``. The Python sides do the same ``OPS`` operations in a
 Python loop. Results are checked before anything is timed.
@@ -94,7 +95,7 @@ def per_op(benchmark: Any, run: Callable[[], object]) -> None:
 @pytest.mark.parametrize("kind", MAP_KINDS)
 def test_program_lookup(benchmark: Any, kind: str, engine: str) -> None:
     m = make_map(kind)
-    exe = ebpfvm.Program.from_asm(LOOKUP, maps=[m]).load(engine=engine)
+    exe = ebpfvm.Program.from_asm(LOOKUP, maps=[m]).load(engine=engine, verify=True)
     assert exe.run() == expected_lookup_sum()
     benchmark.group = f"map-lookup-{kind}"
     per_op(benchmark, lambda: exe.timeit(None, 1))
@@ -104,7 +105,7 @@ def test_program_lookup(benchmark: Any, kind: str, engine: str) -> None:
 @pytest.mark.parametrize("kind", MAP_KINDS)
 def test_program_update(benchmark: Any, kind: str, engine: str) -> None:
     m = make_map(kind)
-    exe = ebpfvm.Program.from_asm(UPDATE, maps=[m]).load(engine=engine)
+    exe = ebpfvm.Program.from_asm(UPDATE, maps=[m]).load(engine=engine, verify=True)
     assert exe.run() == 0
     # The last write of each key wins: the largest i with i & 255 == k.
     assert {k: m[k] for k in range(KEYS)} == {

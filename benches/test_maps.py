@@ -148,7 +148,9 @@ def test_numpy_sum_of_array_map(benchmark: Any, timing_settings: h.TimingSetting
 # --- Program-side map operations ------------------------------------------------
 # Map helpers called from eBPF code, timed inside Rust (Executable.timeit), next
 # to an empty program: the difference is the cost of the map operations. The
-# integrator extends this section (JIT, more map types, object programs).
+# program is verified, as load() verifies by default (the interpreter keeps its
+# bounds checks either way). The integrator extends this section (JIT, more map
+# types, object programs).
 
 LOOKUP_UPDATE = """
 stw [%r10-4], 7
@@ -171,7 +173,7 @@ def test_program_lookup_and_increment(
 ) -> None:
     m: Any = maps.HashMap("u32", "u64", N) if map_type == "hash" else maps.ArrayMap("u32", "u64", N)
     m[7] = 0
-    exe = ebpfvm.Program.from_asm(LOOKUP_UPDATE, maps=[m]).load(engine="interpreter")
+    exe = ebpfvm.Program.from_asm(LOOKUP_UPDATE, maps=[m]).load(engine="interpreter", verify=True)
     packet = bytes(8)
     assert exe.run(packet) == 0 and m[7] == 1
     timing = h.measure_reported(benchmark, lambda k: exe.timeit(packet, k), timing_settings)

@@ -4,7 +4,9 @@
    compiled with clang -target bpf; the object is committed): the verifier
    proves it safe, then it runs on packets with its maps read from Python.
 2. A packet classifier assembled by hand, run with a Python helper in the
-   interpreter and the JIT; checked mode stops a buggy program safely.
+   interpreter and the JIT (unverified, in checked mode: the verifier cannot
+   check a Python helper); the verifier refuses a buggy program at load, and
+   checked mode stops it safely when it runs anyway.
 
 Run:  python examples/demo.py
 """
@@ -89,6 +91,8 @@ def main() -> None:
         seen.append(port)
         return 0
 
+    # The verifier cannot check what a Python helper does with its arguments
+    # (id 1 is the kernel's map lookup): run it in checked mode.
     exe = prog.load(engine="interpreter", verify=False, helpers={1: report})
     for name, pkt in [
         ("HTTPS", packet(443)),
@@ -114,9 +118,16 @@ def main() -> None:
         "Python helper calls included"
     )
 
-    # A buggy variant that forgets the length check: checked mode stops it at
-    # the faulting instruction instead of reading past the packet.
+    # A buggy variant that forgets the length check: loading it verifies it
+    # (the default), and the verifier refuses it; in checked mode it runs, and
+    # is stopped at the faulting instruction instead of reading past the packet.
     buggy = ebpfvm.Program.from_asm("ldxdw %r0, [%r1+64]\nexit")
+    try:
+        buggy.load()
+    except ebpfvm.VerifierError as e:
+        print(f"verifier refused the buggy program at instruction {e.pc}: {e.message}")
+    else:
+        raise SystemExit("the verifier accepted an unchecked read")
     try:
         buggy.load(verify=False).run(packet(443)[:40])
     except ebpfvm.ExecutionError as e:

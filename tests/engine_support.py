@@ -1,6 +1,10 @@
 """Shared machinery for the engine tests (test_engines*.py, test_batch.py,
 test_jit_fuzz.py): run one program in every engine and record everything a run
 can be observed by (r0, the instruction count or the fault, memory, helper calls).
+
+Programs load unverified (``verify=False``) unless a test says otherwise: these
+tests compare the engines in checked mode, on the faults, budgets and helper
+calls that verified programs never reach.
 """
 
 from __future__ import annotations
@@ -77,11 +81,13 @@ def load_variant(
     variant: str,
     *,
     warmup_mem: bytes | None = None,
+    verify: bool = False,
     **load_args: Any,
 ) -> ebpfvm.Executable:
-    """Load ``program`` for ``variant``; "auto-hot" is run until it has compiled."""
+    """Load ``program`` for ``variant`` (in checked mode unless ``verify``);
+    "auto-hot" is run until it has compiled."""
     engine = "auto" if variant == "auto-hot" else variant
-    exe = program.load(engine=engine, **load_args)
+    exe = program.load(engine=engine, verify=verify, **load_args)
     assert exe.engine == engine
     if variant == "jit":
         assert exe.compiled

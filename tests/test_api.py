@@ -28,8 +28,11 @@ EXIT = insn(0x95)
 MOV_R0_0 = insn(0xB7)
 
 
-def run_asm(text: str, mem: Any = None, **load_args: Any) -> int:
-    return ebpfvm.Program.from_asm(text).load(**load_args).run(mem)
+def run_asm(text: str, mem: Any = None, *, verify: bool = False, **load_args: Any) -> int:
+    """Runs ``text`` once, in checked mode unless ``verify``: most tests here
+    check what any bytecode does (memory conventions, faults, budgets, RFC 9669
+    arithmetic, helpers with ids the verifier has no prototype for)."""
+    return ebpfvm.Program.from_asm(text).load(verify=verify, **load_args).run(mem)
 
 
 def asm_lines(*lines: str) -> str:
@@ -226,7 +229,7 @@ def test_verify_true_proves_or_refuses(engine: str) -> None:
     with pytest.raises(ebpfvm.VerifierError) as info:
         unsafe.load(engine=engine, verify=True, input_size=8)
     assert info.value.pc == 0
-    assert not unsafe.load(engine=engine).verified
+    assert not unsafe.load(engine=engine, verify=False).verified
 
 
 @pytest.mark.parametrize("engine", ["interpreter", "jit", "auto"])
@@ -275,6 +278,80 @@ def test_verify_true_raw_input_is_bounded_by_its_length(engine: str) -> None:
         loop.load(engine=engine, verify=True, input_size=65, max_input_size=64)
 
 
+@pytest.mark.parametrize("engine", ["interpreter", "jit", "auto"])
+def test_load_verifies_by_default(engine: str) -> None:
+    guarded = ebpfvm.Program.from_asm("mov %r0, 0\njlt %r2, 4, +1\nldxw %r0, [%r1+0]\nexit\n")
+    exe = guarded.load(engine=engine)
+    assert exe.verified
+    assert exe.run(bytes([1, 0, 0, 0])) == 1
+    assert exe.run(bytes(2)) == 0
+    # A program the verifier refuses is refused at load, and the error says how
+    # to run it anyway; .message stays the verifier's own.
+    unguarded = ebpfvm.Program.from_asm("ldxw %r0, [%r1+0]\nexit\n")
+    with pytest.raises(ebpfvm.VerifierError, match="load it with verify=False") as info:
+        unguarded.load(engine=engine)
+    assert info.value.pc == 0
+    assert "the input may be only 0 bytes long" in info.value.message
+    assert "verify=False" not in info.value.message
+    assert "checked mode" in str(info.value)
+    # verify=False is checked mode, as before.
+    exe = unguarded.load(engine=engine, verify=False)
+    assert not exe.verified
+    assert exe.run(bytes([2, 0, 0, 0])) == 2
+    with pytest.raises(ebpfvm.ExecutionError) as fault:
+        exe.run(bytes(2))
+    assert fault.value.kind == "out_of_bounds"
+    # Program.verify() is for asking, not loading: no advice in its errors.
+    with pytest.raises(ebpfvm.VerifierError) as asked:
+        unguarded.verify()
+    assert "verify=False" not in str(asked.value)
+
+
+def test_unwind_helper_without_verify_means_checked_mode() -> None:
+    program = ebpfvm.Program.from_asm("mov %r1, 0\ncall 5\nmov %r0, 2\nexit\n")
+    helpers = {5: lambda *a: a[0]}
+    exe = program.load(helpers=helpers, unwind_helper=5)
+    assert not exe.verified
+    assert exe.run(None) == 0
+    assert not program.load(helpers=helpers, unwind_helper=5, verify=False).verified
+    with pytest.raises(ValueError, match="load with verify=False"):
+        program.load(helpers=helpers, unwind_helper=5, verify=True)
+    with pytest.raises(ValueError, match="no use with verify=False"):
+        program.load(helpers=helpers, unwind_helper=5, input_size=4)
+
+
+def test_custom_helpers_under_the_verifier() -> None:
+    # A custom helper replaces the kernel helper of its id and is checked against
+    # that prototype: a number-returning one (7: get_prandom_u32) is verified.
+    exe = ebpfvm.Program.from_asm("call 7\nexit\n").load(helpers={7: lambda *a: 41})
+    assert exe.verified and exe.run(None) == 41
+    refusals = [
+        # No prototype: nothing to check the call against.
+        ("call 3000", 3000, "has no prototype the verifier knows"),
+        # bpf_map_lookup_elem: compiled code would dereference what it returns.
+        ("mov %r1, 0\nmov %r2, 0\ncall 1", 1, "bpf_map_lookup_elem, whose result the verifier"),
+        # bpf_msg_pull_data: not for raw programs.
+        ("call 63", 63, "bpf_msg_pull_data, which raw programs may not call"),
+    ]
+    for call, helper_id, why in refusals:
+        program = ebpfvm.Program.from_asm(f"mov %r0, 0\n{call}\nexit\n")
+        calls_at = len(program) - 2
+        with pytest.raises(ebpfvm.VerifierError, match=why) as info:
+            program.load(helpers={helper_id: lambda *a: 9})
+        assert info.value.pc == calls_at
+        assert f"helper #{helper_id} given with helpers=" in info.value.message or (
+            f"helper #{helper_id} was given with helpers=" in info.value.message
+        )
+        assert "load it with verify=False" in str(info.value)
+        exe = program.load(helpers={helper_id: lambda *a: 9}, verify=False)
+        assert not exe.verified and exe.run(None) == 9
+    # A call the kernel prototype refuses names the prototype it was checked
+    # against (4: probe_read takes a bounded size in r2).
+    program = ebpfvm.Program.from_asm("mov %r1, 0\ncall 4\nexit\n")
+    with pytest.raises(ebpfvm.VerifierError, match="prototype of the kernel's bpf_probe_read"):
+        program.load(helpers={4: lambda *a: 0})
+
+
 def test_unknown_engine() -> None:
     program = ebpfvm.Program.from_asm("mov %r0, 1\nexit\n")
     with pytest.raises(ebpfvm.Error):
@@ -286,8 +363,8 @@ def test_executable_is_reusable_and_independent() -> None:
     program = ebpfvm.Program.from_asm(
         asm_lines("ldxb %r0, [%r1]", "add %r0, 1", "stb [%r1], 0", "exit")
     )
-    first = program.load()
-    second = program.load()
+    first = program.load(verify=False)
+    second = program.load(verify=False)
     for executable in (first, second, first):
         buf = bytearray([41])
         assert executable.run(buf) == 42
@@ -403,7 +480,7 @@ def test_stack_is_512_bytes() -> None:
 
 def test_budget_exhausted() -> None:
     program = ebpfvm.Program.from_asm(asm_lines("mov %r0, 0", "add %r0, 1", "ja -2"))
-    executable = program.load(max_instructions=1000)
+    executable = program.load(verify=False, max_instructions=1000)
     with pytest.raises(ebpfvm.ExecutionError) as info:
         executable.run(None)
     assert info.value.kind == "budget_exhausted"
@@ -413,19 +490,21 @@ def test_budget_exhausted() -> None:
 def test_budget_is_a_maximum() -> None:
     text = asm_lines("mov %r0, 0", "add %r0, 1", "jne %r0, 10, -2", "exit")
     program = ebpfvm.Program.from_asm(text)
-    r0, executed = program.load().run_counted(None)
+    r0, executed = program.load(verify=False).run_counted(None)
     assert (r0, executed) == (10, 1 + 10 * 2 + 1)
-    assert program.load(max_instructions=executed).run(None) == 10
+    assert program.load(verify=False, max_instructions=executed).run(None) == 10
     # The budget may be checked at branches rather than on every instruction, so
     # a budget just below the count can still let the program finish; half of it
     # cannot.
     with pytest.raises(ebpfvm.ExecutionError) as info:
-        program.load(max_instructions=executed // 2).run(None)
+        program.load(verify=False, max_instructions=executed // 2).run(None)
     assert info.value.kind == "budget_exhausted"
 
 
 def test_default_budget_stops_infinite_loop() -> None:
-    executable = ebpfvm.Program.from_asm(asm_lines("mov %r0, 0", "add %r0, 1", "ja -2")).load()
+    executable = ebpfvm.Program.from_asm(asm_lines("mov %r0, 0", "add %r0, 1", "ja -2")).load(
+        verify=False
+    )
     with pytest.raises(ebpfvm.ExecutionError) as info:
         executable.run(None)
     assert info.value.kind == "budget_exhausted"
@@ -462,7 +541,7 @@ def test_local_calls_work_below_the_limit() -> None:
 
 def test_callx_unknown_helper_at_runtime() -> None:
     program = ebpfvm.Program.from_asm(asm_lines("mov %r2, 99", "call %r2", "exit"))
-    executable = program.load(helpers={5: lambda *a: a[0]})
+    executable = program.load(verify=False, helpers={5: lambda *a: a[0]})
     with pytest.raises(ebpfvm.ExecutionError) as info:
         executable.run(None)
     assert info.value.kind == "unknown_helper"
@@ -470,7 +549,7 @@ def test_callx_unknown_helper_at_runtime() -> None:
 
 
 def test_executable_survives_a_fault() -> None:
-    executable = ebpfvm.Program.from_asm(asm_lines("ldxb %r0, [%r1+3]", "exit")).load()
+    executable = ebpfvm.Program.from_asm(asm_lines("ldxb %r0, [%r1+3]", "exit")).load(verify=False)
     with pytest.raises(ebpfvm.ExecutionError):
         executable.run(bytearray(2))
     assert executable.run(bytearray([0, 0, 0, 9])) == 9
@@ -515,7 +594,7 @@ def test_run_counted() -> None:
     assert ebpfvm.Program.from_asm("mov %r0, 1\nexit\n").load().run_counted(None) == (1, 2)
     # lddw is one instruction although it takes two slots
     assert ebpfvm.Program.from_asm("lddw %r0, 5\nexit\n").load().run_counted(None) == (5, 2)
-    executable = ebpfvm.Program.from_asm(asm_lines("ldxb %r0, [%r1]", "exit")).load()
+    executable = ebpfvm.Program.from_asm(asm_lines("ldxb %r0, [%r1]", "exit")).load(verify=False)
     buf = bytearray([3])
     assert executable.run_counted(buf) == (3, 2)
     assert executable.run(buf) == 3
@@ -689,7 +768,7 @@ def test_memory_helper_bad_address(access: Callable[[Any, int, int], object]) ->
 
     buf = bytearray(b"abcd")
     executable = ebpfvm.Program.from_asm("call 9\nexit\n").load(
-        helpers={9: ebpfvm.Helper(helper, memory=True)}
+        verify=False, helpers={9: ebpfvm.Helper(helper, memory=True)}
     )
     with pytest.raises(ebpfvm.ExecutionError):
         executable.run(buf)

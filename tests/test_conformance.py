@@ -117,6 +117,7 @@ def run_program(code: bytes, mem: bytes | None, engine: str) -> int:
     executable = ebpfvm.Program(code).load(
         engine=engine,
         helpers=dict(UBPF_TEST_HELPERS),
+        verify=False,  # uBPF's convention: unverified programs
         unwind_helper=UBPF_UNWIND_HELPER,
         max_instructions=MAX_INSTRUCTIONS,
     )
@@ -182,6 +183,7 @@ def test_memory_runs_are_independent(name: str, engine: str) -> None:
     executable = ebpfvm.Program(upstream.code).load(
         engine=engine,
         helpers=dict(UBPF_TEST_HELPERS),
+        verify=False,  # uBPF's convention: unverified programs
         unwind_helper=UBPF_UNWIND_HELPER,
         max_instructions=MAX_INSTRUCTIONS,
     )

@@ -117,6 +117,7 @@ def open_object(objects_dir: Path, name: str) -> Any:
 def load(obj: Any, prog_name: str, engine: str) -> Any:
     exe = obj.programs[prog_name].load(engine=engine)
     assert exe.engine == engine
+    assert exe.verified  # loading verifies unless told verify=False
     return exe
 
 
@@ -462,6 +463,7 @@ def test_xdp_parser_traces_drops(objects_dir: Path, engine: str, trace: None) ->
 def test_bpf_facade_runs_and_reads_maps(objects_dir: Path, trace: None) -> None:
     b = ebpfvm.BPF(obj_file=str(objects_dir / "xdp_parser.o"))
     fn = b.load_func("xdp_parser", "xdp")
+    assert fn.verified
     udp_packet = ethernet(ETH_P_IP, ipv4("10.9.9.9", "10.0.0.2", IPPROTO_UDP, udp(1, 53)))
     for _ in range(3):
         assert fn.run(udp_packet).retval == XDP_PASS

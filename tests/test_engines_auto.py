@@ -31,25 +31,25 @@ LOOP_SUM = asm(
 
 def test_engine_attributes() -> None:
     program = ebpfvm.Program.from_asm(LOOP_SUM)
-    interp = program.load(engine="interpreter")
+    interp = program.load(engine="interpreter", verify=False)
     assert interp.engine == "interpreter"
     assert not interp.compiled
     assert interp.code_size is None and interp.compile_time is None
     assert interp.compile_error is None
-    jit = program.load(engine="jit")
+    jit = program.load(engine="jit", verify=False)
     assert jit.engine == "jit"
     assert jit.compiled
     assert isinstance(jit.code_size, int) and jit.code_size > 0
     assert isinstance(jit.compile_time, float) and 0 < jit.compile_time < 1
     assert jit.compile_error is None
-    auto = program.load(engine="auto")
+    auto = program.load(engine="auto", verify=False)
     assert auto.engine == "auto"
     assert not auto.compiled and auto.code_size is None and auto.compile_error is None
 
 
 def test_auto_compiles_when_hot() -> None:
-    exe = ebpfvm.Program.from_asm(LOOP_SUM).load(engine="auto")
-    reference = ebpfvm.Program.from_asm(LOOP_SUM).load(engine="interpreter")
+    exe = ebpfvm.Program.from_asm(LOOP_SUM).load(engine="auto", verify=False)
+    reference = ebpfvm.Program.from_asm(LOOP_SUM).load(engine="interpreter", verify=False)
     data = bytearray(range(1, 41))
     expected = reference.run_counted(data)
     assert expected == (sum(range(1, 41)), 2 + 40 * 7 + 1 + 1)
@@ -78,7 +78,7 @@ def test_auto_compiles_after_many_interpreted_instructions() -> None:
         "jne %r3, 0, loop",
         "exit",
     )
-    exe = ebpfvm.Program.from_asm(text).load(engine="auto")
+    exe = ebpfvm.Program.from_asm(text).load(engine="auto", verify=False)
     first = exe.run_counted(None)
     assert first == (1_200_000, 2 + 1_200_000 + 1)
     assert not exe.compiled
@@ -88,7 +88,7 @@ def test_auto_compiles_after_many_interpreted_instructions() -> None:
 
 def test_auto_faults_are_the_same_before_and_after_compiling() -> None:
     exe = ebpfvm.Program.from_asm(asm("mov %r0, 0", "ldxw %r0, [%r1+4]", "exit")).load(
-        engine="auto"
+        engine="auto", verify=False
     )
     seen = set()
     for _ in range(100):
@@ -169,7 +169,7 @@ def test_dropping_a_hot_auto_executable_frees_it() -> None:
 
 @pytest.mark.parametrize("engine", ["interpreter", "jit", "auto"])
 def test_executable_shared_between_threads(engine: str) -> None:
-    exe = ebpfvm.Program.from_asm(LOOP_SUM).load(engine=engine)
+    exe = ebpfvm.Program.from_asm(LOOP_SUM).load(engine=engine, verify=False)
     errors: list[BaseException] = []
 
     def work(seed: int) -> None:

@@ -174,7 +174,7 @@ def test_fault_matches_interpreter(text: str, mem: bytes | None, kind: str, pc: 
     [pytest.param(text, mem, kind, pc, id=name) for name, text, mem, kind, pc in FAULTS],
 )
 def test_jit_fault_error_and_survival(text: str, mem: bytes | None, kind: str, pc: int) -> None:
-    exe = ebpfvm.Program.from_asm(text).load(engine="jit", helpers=_helpers([]))
+    exe = ebpfvm.Program.from_asm(text).load(engine="jit", verify=False, helpers=_helpers([]))
     for _ in range(3):
         with pytest.raises(ebpfvm.ExecutionError) as info:
             exe.run(None if mem is None else bytearray(mem))
@@ -183,12 +183,12 @@ def test_jit_fault_error_and_survival(text: str, mem: bytes | None, kind: str, p
         assert (error.kind, error.pc) == (kind, pc)
         assert isinstance(error.reason, str) and error.reason
     # The executable still works after faults.
-    ok = ebpfvm.Program.from_asm("mov %r0, %r2\nexit\n").load(engine="jit")
+    ok = ebpfvm.Program.from_asm("mov %r0, %r2\nexit\n").load(engine="jit", verify=False)
     assert ok.run(b"abc") == 3
 
 
 def test_fault_then_success_on_same_executable() -> None:
-    exe = ebpfvm.Program.from_asm(asm("ldxb %r0, [%r1+3]", "exit")).load(engine="jit")
+    exe = ebpfvm.Program.from_asm(asm("ldxb %r0, [%r1+3]", "exit")).load(engine="jit", verify=False)
     for _ in range(5):
         with pytest.raises(ebpfvm.ExecutionError):
             exe.run(bytearray(3))
@@ -350,7 +350,7 @@ import json, sys
 import ebpfvm
 cases = json.load(sys.stdin)
 for text, mem in cases:
-    exe = ebpfvm.Program.from_asm(text).load(engine=sys.argv[1])
+    exe = ebpfvm.Program.from_asm(text).load(engine=sys.argv[1], verify=False)
     buf = bytearray.fromhex(mem)
     values = [exe.run(buf) for _ in range(70)]  # "auto" compiles on the way
     assert len(set(values)) == 1, values
@@ -379,7 +379,7 @@ def test_compiled_code_never_traps(engine: str) -> None:
     assert results == expected
     # The interpreter agrees.
     for text, mem, value in NEVER_TRAP:
-        interpreted = ebpfvm.Program.from_asm(text).load(engine="interpreter")
+        interpreted = ebpfvm.Program.from_asm(text).load(engine="interpreter", verify=False)
         assert interpreted.run(bytearray(mem)) == value & U64_MASK, text
 
 
@@ -388,7 +388,10 @@ import json, sys
 import ebpfvm
 for text, mem in json.load(sys.stdin):
     exe = ebpfvm.Program.from_asm(text).load(
-        engine="jit", helpers={1: lambda *a: 1, 2: lambda *a: 2}, max_instructions=10_000
+        engine="jit",
+        verify=False,
+        helpers={1: lambda *a: 1, 2: lambda *a: 2},
+        max_instructions=10_000,
     )
     try:
         exe.run(None if mem is None else bytearray.fromhex(mem))

@@ -53,6 +53,7 @@ def exercise(code: bytes, mem: bytes | None) -> None:
     try:
         executable = program.load(
             helpers=dict(UBPF_TEST_HELPERS),
+            verify=False,  # uBPF's convention: unverified programs
             unwind_helper=UBPF_UNWIND_HELPER,
             max_instructions=MAX_INSTRUCTIONS,
         )

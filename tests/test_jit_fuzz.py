@@ -73,6 +73,7 @@ def differential(
         try:
             loaded[engine] = program.load(
                 engine=engine,
+                verify=False,  # random programs: compared in checked mode
                 helpers=helpers,
                 unwind_helper=unwind_helper,
                 max_instructions=max_instructions,
@@ -140,6 +141,7 @@ def exercise_jit(code: bytes, mem: bytes | None) -> None:
         exe = program.load(
             engine="jit",
             helpers=dict(UBPF_TEST_HELPERS),
+            verify=False,  # uBPF's convention: unverified programs
             unwind_helper=UBPF_UNWIND_HELPER,
             max_instructions=MAX_INSTRUCTIONS,
         )

@@ -1,11 +1,11 @@
 """ebpfvm: a userspace eBPF runtime for Python.
 
-Assemble or load eBPF bytecode, check it, and run it in a checked interpreter
-with helpers written in Python or C::
+Assemble or load eBPF bytecode, verify it as the kernel does, and run it in an
+interpreter or compiled to machine code, with helpers written in Python or C::
 
     import ebpfvm
     prog = ebpfvm.Program.from_asm("mov %r0, %r2\\nexit")
-    exe = prog.load(verify=False)
+    exe = prog.load()  # verified; load(verify=False) runs any bytecode, checked
     assert exe.run(b"1234") == 4
 """
 

@@ -149,13 +149,33 @@ class Program:
     def load(
         self,
         engine: str = "auto",
-        verify: bool = False,
+        verify: bool | None = None,
         helpers: Mapping[int, Any] | None = None,
         unwind_helper: int | None = None,
         max_instructions: int | None = None,
         input_size: int | None = None,
         max_input_size: int | None = None,
-    ) -> Executable: ...
+    ) -> Executable:
+        """Prepares the program to run in ``engine`` ("interpreter", "jit" or
+        "auto").
+
+        ``verify`` not given means ``True`` — unless ``unwind_helper`` is
+        given: that uBPF convention is for unverified programs, so it means
+        ``False`` (and ``verify=True`` with it is a ``ValueError``).
+
+        ``verify=True``: the verifier must prove the program safe for its type
+        (raw programs: for inputs of ``input_size`` to ``max_input_size``
+        bytes); the JIT then compiles it without bounds checks or instruction
+        budget. A program it cannot prove raises ``VerifierError`` here, whose
+        text says how to run it anyway. Helpers given in ``helpers`` replace
+        the kernel helper of their id and are checked against its prototype:
+        calls to an id with no kernel prototype (uBPF-style helpers), to one
+        whose result is a pointer, or to one the program's type may not call
+        are refused.
+
+        ``verify=False``: checked mode; any bytecode runs, every memory access
+        is bounds-checked at run time and ``max_instructions`` bounds a run.
+        """
 
 # ---- Objects and runs (rust/python/src/object.rs) ----------------------------
 

@@ -181,12 +181,14 @@ class ObjectProgram:
 
     def load(self, engine: str = "auto", **options: Any) -> Executable:
         """The loaded program (the object's programs are loaded together
-        once per set of options)."""
+        once per set of options). Verified unless ``verify=False``: see
+        :meth:`Object.load`."""
         return self._obj.load(engine, **options)[self.name]
 
     def run(self, mem: Any = None, ctx: Any = None) -> Any:
-        """Runs with the default engine (loading on first use): a
-        ``RunResult`` for packet and tracing programs, r0 for raw ones."""
+        """Runs with the default engine (loading, and so verifying, on first
+        use): a ``RunResult`` for packet and tracing programs, r0 for raw
+        ones."""
         return self.load().run(mem, ctx)
 
     def __getattr__(self, name: str) -> Any:
@@ -356,7 +358,13 @@ class Object:
     def load(self, engine: str = "auto", **options: Any) -> dict[str, Executable]:
         """Loads every program (with a known type) and fills program arrays
         from the object's initialisers; returns the executables by name.
-        Loading again with the same options returns the same executables."""
+        Loading again with the same options returns the same executables.
+
+        ``options`` are :meth:`ebpfvm.Program.load`'s. As with libbpf, every
+        program is verified (the JIT then compiles it without run-time
+        checks), and one the verifier refuses raises ``VerifierError``, so
+        that none is loaded; ``verify=False`` loads them all in checked mode
+        instead, where every memory access is bounds-checked at run time."""
         key: tuple[Any, ...] | None = (engine, *sorted(options.items(), key=lambda kv: kv[0]))
         try:
             hash(key)
@@ -465,7 +473,7 @@ class BPF:
 
     def load_func(self, name: str, prog_type: str | None = None, **options: Any) -> Executable:
         """The loaded function ``name`` (``prog_type`` overrides the type its
-        section gives)."""
+        section gives), verified unless ``verify=False`` is among ``options``."""
         p = self.obj.program(name)
         if prog_type is not None and prog_type != p.prog_type:
             return p.program.with_type(prog_type).load(**options)

@@ -52,8 +52,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     prog = _read_program(args.file, asm=args.asm)
-    exe = prog.load(verify=False, max_instructions=args.max_instructions)
     mem = _memory(args)
+    if args.no_verify:
+        exe = prog.load(verify=False, max_instructions=args.max_instructions)
+    else:
+        # The one input the program will see is known: prove it for that size.
+        size = 0 if mem is None else len(mem)
+        exe = prog.load(
+            verify=True,
+            max_instructions=args.max_instructions,
+            input_size=size,
+            max_input_size=size,
+        )
     r0, executed = exe.run_counted(mem)
     print(f"r0 = {r0:#x} ({r0})")
     if args.stats:
@@ -78,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, text in (
         ("check", _cmd_check, "decode and check a program without running it"),
-        ("run", _cmd_run, "run a program in the checked interpreter"),
+        (
+            "run",
+            _cmd_run,
+            "verify a program for the input given and run it (--no-verify: run it "
+            "unverified in checked mode)",
+        ),
     ):
         c = sub.add_parser(name, help=text)
         c.add_argument("file", help="bytecode, or assembly if it ends in .s/.asm or --asm is given")
@@ -87,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "run":
             c.add_argument("--mem", help="input memory as hex")
             c.add_argument("--mem-file", help="input memory from a file")
+            c.add_argument(
+                "--no-verify",
+                action="store_true",
+                help="do not verify: run in checked mode, bounds-checking every access at run time",
+            )
             c.add_argument(
                 "--max-instructions",
                 type=int,
@@ -102,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except ebpfvm.VerifierError as e:
+        print(f"ebpfvm: {type(e).__name__}: {e}", file=sys.stderr)
+        print("ebpfvm: (on the command line: ebpfvm run --no-verify ...)", file=sys.stderr)
+        return 1
     except ebpfvm.Error as e:
         print(f"ebpfvm: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

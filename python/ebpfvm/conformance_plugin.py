@@ -144,6 +144,7 @@ def run_plugin(argv: Sequence[str], stdin: TextIO, stdout: TextIO, stderr: TextI
         executable = program.load(
             engine=opts.engine,
             helpers=dict(UBPF_TEST_HELPERS),
+            verify=False,  # uBPF's convention: unverified programs
             unwind_helper=UBPF_UNWIND_HELPER,
             max_instructions=opts.max_instructions,
         )

@@ -105,8 +105,18 @@ pub fn program_error(py: Python<'_>, e: &CoreProgramError) -> PyErr {
     )
 }
 
-/// A `VerifierError` with `.pc`, `.message`, `.log` and `.stats`.
-pub fn verifier_error(py: Python<'_>, e: &ebpfvm_core::verifier::VerifyError) -> PyErr {
+/// What a program the verifier refused at load can do instead.
+pub const CHECKED_MODE_HINT: &str = "to run it anyway, load it with verify=False: \
+     it then runs in checked mode, where every memory access is bounds-checked at run time";
+
+/// A `VerifierError` with `.pc`, `.message`, `.log` and `.stats`; its text
+/// may also say, after the failing instruction, what the user can do about
+/// it (`.message` stays the verifier's own).
+pub fn verifier_error(
+    py: Python<'_>,
+    e: &ebpfvm_core::verifier::VerifyError,
+    hint: Option<&str>,
+) -> PyErr {
     let pc = attr(py, e.pc);
     let message = attr(py, e.message.clone());
     let reason = attr(py, e.message.clone());
@@ -114,11 +124,13 @@ pub fn verifier_error(py: Python<'_>, e: &ebpfvm_core::verifier::VerifyError) ->
     let stats = crate::verify_stats(py, &e.stats)
         .map(|d| d.into_any().unbind())
         .unwrap_or_else(|_| py.None());
-    let text = if e.log.is_empty() {
-        e.to_string()
-    } else {
-        format!("{e}\n{}", e.log.trim_end())
-    };
+    let mut text = e.to_string();
+    if let Some(hint) = hint {
+        text = format!("{text}\n({hint})");
+    }
+    if !e.log.is_empty() {
+        text = format!("{text}\n{}", e.log.trim_end());
+    }
     with_attrs(
         py,
         py.get_type::<VerifierError>(),

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use ebpfvm_core::helpers::HelperRegistry;
+use ebpfvm_core::kernel::helper_protos::{self, RetKind};
 use ebpfvm_core::maps::Map;
 use ebpfvm_core::progtype::ProgType;
 use ebpfvm_core::{asm, disasm, interp, program, runtime, verifier};
@@ -108,6 +110,7 @@ impl PyProgram {
         log_level: u32,
         input: (u32, u32),
         max_insns: Option<u64>,
+        hint: &dyn Fn(&verifier::VerifyError) -> Option<String>,
     ) -> PyResult<verifier::Verified> {
         if input.0 > input.1 {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
@@ -135,8 +138,79 @@ impl PyProgram {
         let prog = self.inner.clone();
         guard(py, || {
             py.detach(|| verifier::verify(&prog, &opts))
-                .map_err(|e| errors::verifier_error(py, &e))
+                .map_err(|e| errors::verifier_error(py, &e, hint(&e).as_deref()))
         })
+    }
+
+    /// Refuses calls to helpers given with `helpers=` that the verifier
+    /// cannot vouch for. It checks a call against the kernel prototype of
+    /// its id, and the helper given replaces the kernel's: that is sound
+    /// when the prototype returns a number, but not when there is none,
+    /// nor when compiled code would dereference what the helper returns.
+    fn check_custom_helpers(
+        &self,
+        py: Python<'_>,
+        t: ProgType,
+        custom: &HelperRegistry,
+    ) -> PyResult<()> {
+        for &(pc, id) in self.inner.helper_calls() {
+            if !custom.contains(id) {
+                continue;
+            }
+            let message = match helper_protos::proto(id) {
+                None => format!(
+                    "helper #{id} was given with helpers= and has no prototype the verifier \
+                     knows: it cannot prove calls to a custom helper safe"
+                ),
+                Some(p) if !helper_protos::allowed(t, id) => format!(
+                    "helper #{id} given with helpers= has the id of the kernel's bpf_{}, which \
+                     {} programs may not call (the verifier checks a custom helper's calls \
+                     against the kernel prototype of its id)",
+                    p.name,
+                    t.name()
+                ),
+                Some(p) if matches!(p.ret, RetKind::Integer | RetKind::Void) => continue,
+                Some(p) => format!(
+                    "helper #{id} given with helpers= replaces the kernel's bpf_{}, whose \
+                     result the verifier trusts as a pointer: a custom helper's result cannot \
+                     be trusted so",
+                    p.name
+                ),
+            };
+            let refusal = verifier::VerifyError {
+                pc: Some(pc),
+                message,
+                log: String::new(),
+                stats: verifier::VerifyStats::default(),
+            };
+            return Err(errors::verifier_error(
+                py,
+                &refusal,
+                Some(errors::CHECKED_MODE_HINT),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What to do about a refusal at load: run unverified, and, when the
+    /// refused instruction calls a helper given with `helpers=`, know that
+    /// it was checked against the kernel prototype of its id.
+    fn load_hint(&self, e: &verifier::VerifyError, custom: &HelperRegistry) -> String {
+        let custom_call = self
+            .inner
+            .helper_calls()
+            .iter()
+            .find(|&&(pc, id)| Some(pc) == e.pc && custom.contains(id));
+        match custom_call.and_then(|&(_, id)| helper_protos::proto(id)) {
+            Some(p) => format!(
+                "helper #{} given with helpers= is checked against the prototype of the \
+                 kernel's bpf_{}; {}",
+                p.id,
+                p.name,
+                errors::CHECKED_MODE_HINT
+            ),
+            None => errors::CHECKED_MODE_HINT.to_string(),
+        }
     }
 
     pub(crate) fn with_meta(p: program::Program, meta: ProgramMeta) -> Self {
@@ -292,7 +366,14 @@ impl PyProgram {
             Some(t) => t,
             None => self.untyped_as_raw()?,
         };
-        let v = self.run_verifier(py, t, log_level, (input_size, max_input_size), max_insns)?;
+        let v = self.run_verifier(
+            py,
+            t,
+            log_level,
+            (input_size, max_input_size),
+            max_insns,
+            &|_| None,
+        )?;
         let d = verify_stats(py, &v.stats)?;
         d.set_item("log", v.log)?;
         Ok(d)
@@ -383,14 +464,15 @@ impl PyProgram {
     }
 
     /// Prepares the program to run. See the Python documentation of
-    /// `ebpfvm.Program.load`.
-    #[pyo3(signature = (engine = "auto", verify = false, helpers = None, unwind_helper = None, max_instructions = None, input_size = None, max_input_size = None))]
+    /// `ebpfvm.Program.load`. `verify` not given means verified, unless
+    /// `unwind_helper` is given: that uBPF convention is for checked mode.
+    #[pyo3(signature = (engine = "auto", verify = None, helpers = None, unwind_helper = None, max_instructions = None, input_size = None, max_input_size = None))]
     #[allow(clippy::too_many_arguments)]
     fn load(
         &self,
         py: Python<'_>,
         engine: &str,
-        verify: bool,
+        verify: Option<bool>,
         helpers: Option<&Bound<'_, PyAny>>,
         unwind_helper: Option<u32>,
         max_instructions: Option<u64>,
@@ -410,21 +492,30 @@ impl PyProgram {
         let (registry, keepalive) = helpers::build_registry(py, helpers)?;
         let max_instructions = max_instructions.unwrap_or(interp::DEFAULT_MAX_INSTRUCTIONS);
         let input = (input_size.unwrap_or(0), max_input_size.unwrap_or(u32::MAX));
-        let mut probe_loads = Vec::new();
-        if verify {
-            if unwind_helper.is_some() {
+        let verify = match (verify, unwind_helper) {
+            (Some(true), Some(_)) => {
                 return Err(pyo3::exceptions::PyValueError::new_err(
                     "unwind_helper is a uBPF convention for unverified programs; load with verify=False",
                 ));
             }
+            (Some(verify), _) => verify,
+            (None, unwind) => unwind.is_none(),
+        };
+        let mut probe_loads = Vec::new();
+        if verify {
             let t = match self.meta.prog_type {
                 Some(t) => t,
                 None => self.untyped_as_raw()?,
             };
-            probe_loads = self.run_verifier(py, t, 0, input, None)?.probe_loads();
+            self.check_custom_helpers(py, t, &registry)?;
+            let hint = |e: &verifier::VerifyError| Some(self.load_hint(e, &registry));
+            probe_loads = self
+                .run_verifier(py, t, 0, input, None, &hint)?
+                .probe_loads();
         } else if input_size.is_some() || max_input_size.is_some() {
             return Err(pyo3::exceptions::PyValueError::new_err(
-                "input_size and max_input_size are what verify=True proves raw programs against; they need verify=True",
+                "input_size and max_input_size are what the verifier proves raw programs against; \
+                 they have no use with verify=False (or unwind_helper)",
             ));
         }
         if self.meta.prog_type.is_none() && self.meta.maps.is_empty() {
