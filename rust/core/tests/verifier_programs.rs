@@ -1757,3 +1757,30 @@ fn packet_pointers_from_one_pointer_and_value_share_their_range() {
         "invalid access to packet",
     );
 }
+
+#[test]
+fn paths_that_know_less_of_the_length_are_not_pruned() {
+    // One path proves len >= 16, the other only len >= 1; after they join,
+    // a read of [8, 16) needs the first path's knowledge. Pruning the
+    // second path against the first would accept an out-of-bounds read.
+    for (first, second) in [("jeq", "jne"), ("jne", "jeq")] {
+        let src = format!(
+            "mov %r0, 0
+            ldxb %r3, [%r1+0]
+            {first} %r3, 0, weak
+            jlt %r2, 16, out
+            ja join
+            weak:
+            {second} %r3, 7, join
+            join:
+            ldxdw %r0, [%r1+8]
+            out:
+            exit"
+        );
+        let e = check_raw(&src, 1, u32::MAX).unwrap_err();
+        assert!(e.message.contains("the input may be only"), "{}", e.message);
+        // Both paths checking the length: accepted.
+        let fixed = src.replace("join:\n", "join:\n            jlt %r2, 16, out\n");
+        check_raw(&fixed, 1, u32::MAX).unwrap();
+    }
+}

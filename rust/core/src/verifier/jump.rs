@@ -348,6 +348,9 @@ impl Verifier<'_> {
         };
         if !(taken_ok && fall_ok) && dst.is_scalar() && src.is_scalar() {
             // The bounds decided the branch: they must be kept exact.
+            if dst.id == INPUT_LEN_ID || src.id == INPUT_LEN_ID {
+                self.mark_input_len_precise();
+            }
             let mut regs = 1u16 << d;
             if x {
                 regs |= 1 << insn.src;
@@ -444,6 +447,8 @@ impl Verifier<'_> {
                 let taken_ok = bound_input_len(taken, p, rel);
                 let fall_ok = bound_input_len(fall, p, rel.negate());
                 if !(taken_ok && fall_ok) {
+                    // The length's bounds decided the branch.
+                    self.mark_input_len_precise();
                     return (taken_ok, fall_ok);
                 }
             }

@@ -259,6 +259,10 @@ impl Verifier<'_> {
                         ),
                     );
                 }
+                if !in_range {
+                    // Proven by the length's bounds: they now matter.
+                    self.mark_input_len_precise();
+                }
                 Ok(Some(Reg::scalar(unknown_of(size))))
             }
             RegType::PacketEnd if st.input_len.is_init() => {
@@ -275,6 +279,7 @@ impl Verifier<'_> {
                 if access.is_write() && !packet_writable(self.opts.prog_type) {
                     return self.err(pc, format!("cannot write into packet (R{regno})"));
                 }
+                self.mark_input_len_precise();
                 Ok(Some(Reg::scalar(unknown_of(size))))
             }
             RegType::MapValue => {
@@ -824,6 +829,9 @@ impl Verifier<'_> {
                             st.input_len.v.umin, ptr.off, ptr.range
                         ),
                     );
+                }
+                if in_input && !in_range {
+                    self.mark_input_len_precise();
                 }
                 if !in_input && !in_range {
                     return self.err(

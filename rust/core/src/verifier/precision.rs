@@ -194,7 +194,27 @@ impl Verifier<'_> {
 
     /// After pruning against `old`: the current path relied on `old`'s
     /// precise scalars, so they become precise along the current path too.
+    /// A check depended on the input length's bounds: every stored state
+    /// on the current path must keep them when pruning (the length only
+    /// changes by comparisons, so all ancestors are marked).
+    pub(super) fn mark_input_len_precise(&mut self) {
+        let mut ck = self.cur_parent;
+        while let Some(c) = ck {
+            let c = c as usize;
+            if let Some(st) = self.ckpts[c].state.as_mut() {
+                if st.input_len.precise || !st.input_len.is_init() {
+                    return;
+                }
+                st.input_len.precise = true;
+            }
+            ck = self.ckpts[c].parent;
+        }
+    }
+
     pub(super) fn propagate_precision(&mut self, old: &State) {
+        if old.input_len.precise {
+            self.mark_input_len_precise();
+        }
         if old.frames.len() != 1 {
             self.mark_all_from(self.cur_parent);
             return;

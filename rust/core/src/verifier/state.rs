@@ -491,8 +491,11 @@ pub fn states_equal(
     if old.refs.len() != cur.refs.len() {
         return false;
     }
-    // Accesses were proven against the old length's bounds: always exact.
-    if old.input_len.is_init() && !old.input_len.v.contains(&cur.input_len.v) {
+    // Some check after the old state depended on the length's bounds.
+    if old.input_len.is_init()
+        && (exact || old.input_len.precise)
+        && !old.input_len.v.contains(&cur.input_len.v)
+    {
         return false;
     }
     for (of, cf) in old.frames.iter().zip(&cur.frames) {
@@ -534,8 +537,8 @@ pub fn states_equal(
 /// path learnt through a copy would not hold on the current one.
 fn linked_ids(st: &State) -> Vec<u32> {
     let mut out: Vec<u32> = Vec::new();
-    if st.input_len.is_init() {
-        // Every check on a copy of the length bounds the input.
+    if st.input_len.is_init() && st.input_len.precise {
+        // A check on any copy of the length bounds the input.
         out.push(INPUT_LEN_ID);
     }
     let mut note = |r: &Reg| {
