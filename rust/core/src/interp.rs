@@ -681,23 +681,34 @@ impl Runner for Executable {
     }
 }
 
+/// The index in `program.functions()` of the callback a helper asked to
+/// call at slot `func`, if it is a function and one more frame fits.
+pub fn callback_function(
+    program: &Program,
+    map: &MemoryMap,
+    func: u64,
+) -> Result<usize, ExecError> {
+    let Some(k) = program
+        .functions()
+        .iter()
+        .position(|f| f.start as u64 == func)
+    else {
+        return Err(ExecError::new(
+            0,
+            FaultKind::HelperFailed,
+            format!("callback 0x{func:x} is not a function of the program"),
+        ));
+    };
+    if map.live_frames() >= MAX_CALL_FRAMES {
+        return Err(ExecError::call_depth(func as usize));
+    }
+    Ok(k)
+}
+
 impl Invoke for Executable {
     fn invoke(&self, map: &mut MemoryMap, func: u64, args: [u64; 5]) -> Result<u64, ExecError> {
-        let program = &self.program;
-        let Some(start) = usize::try_from(func)
-            .ok()
-            .filter(|&f| program.functions().iter().any(|x| x.start == f))
-        else {
-            return Err(ExecError::new(
-                0,
-                FaultKind::HelperFailed,
-                format!("callback 0x{func:x} is not a function of the program"),
-            ));
-        };
+        let start = self.program.functions()[callback_function(&self.program, map, func)?].start;
         let frames = map.live_frames();
-        if frames >= MAX_CALL_FRAMES {
-            return Err(ExecError::call_depth(start));
-        }
         let top = map.stack_lo;
         map.stack_lo -= FRAME;
         map.stack_len += FRAME;

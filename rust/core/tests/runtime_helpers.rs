@@ -2367,55 +2367,6 @@ fn clang_memset_call_of_variable_length_on_the_stack() {
 }
 
 #[test]
-fn builtins_follow_c_semantics_in_raw_programs() {
-    // memset returns its destination; memcpy and memmove copy; memcmp
-    // returns the difference of the first differing bytes.
-    let mut buf = [0u8; 16];
-    buf[..4].copy_from_slice(b"abcd");
-    let src = "
-        mov %r6, %r1
-        mov %r1, %r6
-        add %r1, 8
-        mov %r2, 0x7a
-        mov %r3, 4
-        call 1024
-        sub %r0, %r6
-        mov %r7, %r0
-        mov %r1, %r6
-        add %r1, 12
-        mov %r2, %r6
-        mov %r3, 4
-        call 1025
-        mov %r1, %r6
-        add %r1, 1
-        mov %r2, %r6
-        mov %r3, 3
-        call 1026
-        mov %r1, %r6
-        mov %r2, %r6
-        add %r2, 8
-        mov %r3, 4
-        call 1027
-        lsh %r0, 8
-        or %r0, %r7
-        exit";
-    let r = run_raw(src, &mut buf).unwrap();
-    // buf: "aabc" (memmove) ... "zzzz" ... "abcd" (memcpy, before the move).
-    assert_eq!(&buf, b"aabc\0\0\0\0zzzzabcd");
-    // memset returned r1 (offset 8); memcmp("aabc", "zzzz") = 'a' - 'z'.
-    assert_eq!(r, ((b'a' as i64 - b'z' as i64) << 8) as u64 | 8);
-    // n = 0 touches nothing, whatever the pointers.
-    assert_eq!(
-        run_raw(
-            "mov %r1, 0\nmov %r2, 0\nmov %r3, 0\ncall 1025\nmov %r1, 0\nmov %r2, 0\nmov %r3, 0\ncall 1027\nexit",
-            &mut []
-        )
-        .unwrap(),
-        0
-    );
-}
-
-#[test]
 fn builtins_fault_on_memory_the_program_cannot_reach() {
     let mut buf = [0u8; 16];
     // One byte past the buffer.

@@ -29,7 +29,7 @@ use ebpfvm_core::helpers::HelperImpl;
 use ebpfvm_core::interp::{
     check_load, Invoke, LoadOptions, MemoryMap, RunOutcome, RunSetup, Runner, STACK_BYTES,
 };
-use ebpfvm_core::isa::{MAX_CALL_FRAMES, STACK_FRAME_SIZE};
+use ebpfvm_core::isa::STACK_FRAME_SIZE;
 use ebpfvm_core::program::Program;
 
 use runtime::*;
@@ -276,22 +276,7 @@ impl JitExecutable {
 
 impl Invoke for JitExecutable {
     fn invoke(&self, map: &mut MemoryMap, func: u64, args: [u64; 5]) -> Result<u64, ExecError> {
-        let Some(k) = self
-            .program
-            .functions()
-            .iter()
-            .position(|f| f.start as u64 == func)
-        else {
-            return Err(ExecError::new(
-                0,
-                FaultKind::HelperFailed,
-                format!("callback 0x{func:x} is not a function of the program"),
-            ));
-        };
-        let frames = map.live_frames();
-        if frames >= MAX_CALL_FRAMES {
-            return Err(ExecError::call_depth(func as usize));
-        }
+        let k = ebpfvm_core::interp::callback_function(&self.program, map, func)?;
         // SAFETY: compiled code hands helpers the map of its RunCtx, whose
         // first field it is (repr(C)), and the run is in progress.
         let ctx = unsafe { &mut *(map as *mut MemoryMap as *mut RunCtx) };

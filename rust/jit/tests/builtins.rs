@@ -72,6 +72,16 @@ fn builtins_compute_the_same_in_every_engine() {
 }
 
 #[test]
+fn builtins_of_zero_bytes_touch_nothing() {
+    // n = 0 touches nothing, whatever the pointers.
+    let src = "mov %r1, 0\nmov %r2, 0\nmov %r3, 0\ncall 1025\n\
+               mov %r1, 0\nmov %r2, 0\nmov %r3, 0\ncall 1027\nexit";
+    for kind in KINDS {
+        assert_eq!(load_raw(src, kind).run(&mut []).unwrap().r0, 0, "{kind:?}");
+    }
+}
+
+#[test]
 fn builtins_fault_the_same_in_every_engine() {
     for (src, what) in [
         ("mov %r2, 0\nmov %r3, 17\ncall 1024\nexit", "write 17 bytes"),

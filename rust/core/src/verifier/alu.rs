@@ -171,21 +171,17 @@ impl Verifier<'_> {
             }
             let mut r = self.pointer_alu(pc, insn, &dst, &src, is64)?;
             if r.ty.is_packet() && r.var_id != 0 {
-                let mut same = None;
-                st.for_each_reg_mut(|q| {
-                    if q.ty == r.ty && q.var_id == r.var_id && q.base_id == r.base_id {
-                        let range = same.map_or(q.range, |(_, g): (u32, u32)| g.max(q.range));
-                        same = Some((q.id, range));
-                    }
-                });
-                if let Some((id, range)) = same {
-                    r.id = id;
-                    r.range = range;
+                // Copies of one id share their range (every copy gets it).
+                let same = st
+                    .regs()
+                    .find(|q| q.ty == r.ty && q.var_id == r.var_id && q.base_id == r.base_id);
+                if let Some(q) = same {
+                    r.id = q.id;
+                    r.range = q.range;
                 }
             }
             if x && dst.is_pointer() != src.is_pointer() {
                 // The offset's bounds now matter.
-                let scalar_reg = if dst.is_pointer() { insn.src } else { d };
                 self.mark_precise(st.frameno(), 1 << scalar_reg);
             }
             *st.reg_mut(d) = r;

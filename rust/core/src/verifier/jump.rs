@@ -492,16 +492,16 @@ fn bound_input_len(st: &mut State, p: &Reg, rel: Cmp) -> bool {
     let a = (p.off as u64).saturating_add(p.v.umin);
     let b = (p.off as u64).saturating_add(p.v.umax);
     let (lo, hi) = match rel {
-        Cmp::Gt => (0, b.saturating_sub(1)),        // L < p
+        Cmp::Gt => match b.checked_sub(1) {
+            Some(hi) => (0, hi),  // L < p
+            None => return false, // L < 0
+        },
         Cmp::Ge => (0, b),                          // L <= p
         Cmp::Lt => (a.saturating_add(1), u64::MAX), // L > p
         Cmp::Le => (a, u64::MAX),                   // L >= p
         Cmp::Eq => (a, b),
         _ => return true,
     };
-    if rel == Cmp::Gt && b == 0 {
-        return false; // L < 0
-    }
     let len = st.input_len.v;
     if lo > len.umax || hi < len.umin {
         return false;

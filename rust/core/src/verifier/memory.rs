@@ -239,30 +239,7 @@ impl Verifier<'_> {
                         ),
                     );
                 }
-                let in_range = off >= 0 && off + size as i64 <= ptr.range as i64;
-                if !in_range && st.input_len.is_init() && !input_access_ok(st, &ptr, off, size) {
-                    let reach = off.saturating_add(ptr.v.umax.min(i64::MAX as u64) as i64);
-                    return self.err(
-                        pc,
-                        format!(
-                            "invalid access to the input, off={reach} size={size}: the input may be only {} bytes long, R{regno}(off={},r={})",
-                            st.input_len.v.umin, ptr.off, ptr.range
-                        ),
-                    );
-                }
-                if !in_range && !input_access_ok(st, &ptr, off, size) {
-                    return self.err(
-                        pc,
-                        format!(
-                            "invalid access to packet, off={off} size={size}, R{regno}(id={},off={},r={})",
-                            ptr.id, ptr.off, ptr.range
-                        ),
-                    );
-                }
-                if !in_range {
-                    // Proven by the length's bounds: they now matter.
-                    self.mark_input_len_precise();
-                }
+                self.check_packet_bytes(st, pc, regno, &ptr, off, size)?;
                 Ok(Some(Reg::scalar(unknown_of(size))))
             }
             RegType::PacketEnd if st.input_len.is_init() => {
@@ -817,32 +794,10 @@ impl Verifier<'_> {
                         ),
                     );
                 }
-                let off = ptr.off as i64;
-                let in_input = u32::try_from(size).is_ok_and(|n| input_access_ok(st, &ptr, off, n));
-                let in_range = ptr.v.smin >= 0 && off >= 0 && off + size <= ptr.range as i64;
-                if !in_input && !in_range && st.input_len.is_init() {
-                    let reach = off.saturating_add(ptr.v.umax.min(i64::MAX as u64) as i64);
-                    return self.err(
-                        pc,
-                        format!(
-                            "invalid access to the input, off={reach} size={size}: the input may be only {} bytes long, R{regno}(off={},r={})",
-                            st.input_len.v.umin, ptr.off, ptr.range
-                        ),
-                    );
-                }
-                if in_input && !in_range {
-                    self.mark_input_len_precise();
-                }
-                if !in_input && !in_range {
-                    return self.err(
-                        pc,
-                        format!(
-                            "invalid access to packet, off={off} size={size}, R{regno}(id={},off={},r={})",
-                            ptr.id, ptr.off, ptr.range
-                        ),
-                    );
-                }
-                Ok(())
+                let Ok(size) = u32::try_from(size) else {
+                    return self.err(pc, format!("R{regno} invalid packet access size {size}"));
+                };
+                self.check_packet_bytes(st, pc, regno, &ptr, ptr.off as i64, size)
             }
             _ => self.err(
                 pc,
@@ -967,6 +922,48 @@ fn mark_stack_range(frame: &mut Frame, lo: i64, hi: i64, zero: bool) {
         } else {
             StackByte::Misc
         };
+    }
+}
+
+impl Verifier<'_> {
+    /// `size` bytes at fixed offset `off` of packet pointer `ptr` (register
+    /// `regno`): within the range a comparison with the end proved, or, for
+    /// a raw program's input, within the length's lower bound (which then
+    /// matters for pruning).
+    fn check_packet_bytes(
+        &mut self,
+        st: &State,
+        pc: usize,
+        regno: u8,
+        ptr: &Reg,
+        off: i64,
+        size: u32,
+    ) -> VResult<()> {
+        let in_range = ptr.v.smin >= 0 && off >= 0 && off + size as i64 <= ptr.range as i64;
+        if in_range {
+            return Ok(());
+        }
+        if input_access_ok(st, ptr, off, size) {
+            self.mark_input_len_precise();
+            return Ok(());
+        }
+        if st.input_len.is_init() {
+            let reach = off.saturating_add(ptr.v.umax.min(i64::MAX as u64) as i64);
+            return self.err(
+                pc,
+                format!(
+                    "invalid access to the input, off={reach} size={size}: the input may be only {} bytes long, R{regno}(off={},r={})",
+                    st.input_len.v.umin, ptr.off, ptr.range
+                ),
+            );
+        }
+        self.err(
+            pc,
+            format!(
+                "invalid access to packet, off={off} size={size}, R{regno}(id={},off={},r={})",
+                ptr.id, ptr.off, ptr.range
+            ),
+        )
     }
 }
 

@@ -330,6 +330,19 @@ impl State {
 
     /// Every register and spilled register in every frame, and the input
     /// length.
+    /// [`State::for_each_reg_mut`], read only.
+    pub fn regs(&self) -> impl Iterator<Item = &Reg> {
+        let len = self.input_len.is_init().then_some(&self.input_len);
+        len.into_iter().chain(self.frames.iter().flat_map(|fr| {
+            fr.regs.iter().chain(
+                fr.stack
+                    .iter()
+                    .filter(|s| s.bytes.contains(&StackByte::Spill))
+                    .map(|s| &s.spilled),
+            )
+        }))
+    }
+
     pub fn for_each_reg_mut(&mut self, mut f: impl FnMut(&mut Reg)) {
         if self.input_len.is_init() {
             f(&mut self.input_len);
@@ -537,11 +550,8 @@ pub fn states_equal(
 /// path learnt through a copy would not hold on the current one.
 fn linked_ids(st: &State) -> Vec<u32> {
     let mut out: Vec<u32> = Vec::new();
-    if st.input_len.is_init() && st.input_len.precise {
-        // A check on any copy of the length bounds the input.
-        out.push(INPUT_LEN_ID);
-    }
-    let mut note = |r: &Reg| {
+    for r in st.regs() {
+        // The input length is a precise scalar of its own (INPUT_LEN_ID).
         let id = match r.ty {
             RegType::Scalar if r.precise => r.id,
             t if t.is_packet() => r.var_id,
@@ -549,14 +559,6 @@ fn linked_ids(st: &State) -> Vec<u32> {
         };
         if id != 0 && !out.contains(&id) {
             out.push(id);
-        }
-    };
-    for f in &st.frames {
-        f.regs.iter().for_each(&mut note);
-        for slot in &f.stack {
-            if slot.bytes.contains(&StackByte::Spill) {
-                note(&slot.spilled);
-            }
         }
     }
     out
