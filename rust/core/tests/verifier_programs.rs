@@ -1493,48 +1493,41 @@ fn memset_and_memcpy_return_their_destination() {
     );
 }
 
+/// A builtin (`memcpy` 1025, `memmove` 1026) copying 16 bytes between two
+/// stack offsets, the source written first when `init_src`; the program
+/// then reads back the top stack slot (or returns 0).
+fn stack_copy(builtin: u32, dst: i32, src: i32, init_src: bool, read_back: bool) -> String {
+    let init = if init_src {
+        format!("stdw [%r10{src}], 1\nstdw [%r10{}], 2\n", src + 8)
+    } else {
+        String::new()
+    };
+    let ret = if read_back {
+        "ldxdw %r0, [%r10-8]"
+    } else {
+        "mov %r0, 0"
+    };
+    format!(
+        "{init}mov %r1, %r10\nadd %r1, {dst}\nmov %r2, %r10\nadd %r2, {src}\n\
+         mov %r3, 16\ncall {builtin}\n{ret}\nexit"
+    )
+}
+
 #[test]
 fn memcpy_source_must_be_initialised() {
     reject(
-        "mov %r1, %r10
-         add %r1, -16
-         mov %r2, %r10
-         add %r2, -32
-         mov %r3, 16
-         call 1025
-         mov %r0, 0
-         exit",
+        &stack_copy(1025, -16, -32, false, false),
         RAW,
         &[],
         5,
         "invalid indirect read from stack R2 off -32+0 size 16",
     );
     // Its twin: the source written first; the destination is then data.
-    accept(
-        "stdw [%r10-32], 1
-         stdw [%r10-24], 2
-         mov %r1, %r10
-         add %r1, -16
-         mov %r2, %r10
-         add %r2, -32
-         mov %r3, 16
-         call 1025
-         ldxdw %r0, [%r10-8]
-         exit",
-        RAW,
-        &[],
-    );
+    accept(&stack_copy(1025, -16, -32, true, true), RAW, &[]);
     // An uninitialised source is not made initialised by writing the
     // destination it overlaps.
     reject(
-        "mov %r1, %r10
-         add %r1, -16
-         mov %r2, %r10
-         add %r2, -16
-         mov %r3, 16
-         call 1026
-         mov %r0, 0
-         exit",
+        &stack_copy(1026, -16, -16, false, false),
         RAW,
         &[],
         5,
@@ -1542,16 +1535,7 @@ fn memcpy_source_must_be_initialised() {
     );
     // The destination must be as large as the copy.
     reject(
-        "stdw [%r10-32], 1
-         stdw [%r10-24], 2
-         mov %r1, %r10
-         add %r1, -8
-         mov %r2, %r10
-         add %r2, -32
-         mov %r3, 16
-         call 1025
-         mov %r0, 0
-         exit",
+        &stack_copy(1025, -8, -32, true, false),
         RAW,
         &[],
         7,
