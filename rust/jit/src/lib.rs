@@ -11,6 +11,7 @@
 //! back edges and calls; failures return a status instead of trapping, and
 //! become the same [`ExecError`]s the interpreter raises.
 
+mod baseline;
 pub mod engine;
 mod runtime;
 mod translate;
@@ -144,10 +145,29 @@ pub struct JitExecutable {
     /// Compiled in the verified shape: the verifier proved that no stack
     /// byte is read before it is written, so runs need not zero the frame.
     verified: bool,
+    tier: Tier,
+}
+
+/// The two compilers: the baseline emits machine code in one pass, at
+/// once; Cranelift optimizes, taking milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    Baseline,
+    Optimized,
+}
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline",
+            Tier::Optimized => "optimized",
+        }
+    }
 }
 
 impl JitExecutable {
-    /// Compiles `program` in checked mode.
+    /// Compiles `program` with Cranelift, in the checked or (with
+    /// `opts.verified`) the verified shape.
     pub fn compile(program: Arc<Program>, opts: LoadOptions) -> Result<Self, ProgramError> {
         check_load(&program, &opts)?;
         let start = Instant::now();
@@ -187,10 +207,48 @@ impl JitExecutable {
             }
             blobs.push(code.code_buffer().to_vec());
         }
-        // Lay the functions out in one mapping, 16-byte aligned.
+        Self::install(program, opts, helpers, &blobs, start, Tier::Optimized)
+    }
+
+    /// Compiles `program` with the baseline tier: one pass, no
+    /// optimization, in microseconds rather than milliseconds. `None` when
+    /// the program is outside what the baseline handles (several
+    /// functions, or a host other than x86-64).
+    pub fn compile_baseline(
+        program: Arc<Program>,
+        opts: LoadOptions,
+    ) -> Result<Option<Self>, ProgramError> {
+        check_load(&program, &opts)?;
+        let start = Instant::now();
+        let helpers = opts.helpers.table().into_boxed_slice();
+        let mut probe_loads = opts.probe_loads.clone();
+        probe_loads.sort_unstable();
+        let env = baseline::BaselineEnv {
+            program: &program,
+            helpers: &helpers,
+            unwind_helper: opts.unwind_helper,
+            verified: opts.verified,
+            probe_loads: &probe_loads,
+        };
+        let Ok(code) = baseline::compile(&env) else {
+            return Ok(None);
+        };
+        Self::install(program, opts, helpers, &[code], start, Tier::Baseline).map(Some)
+    }
+
+    /// Lays the functions' code out in one executable mapping, 16-byte
+    /// aligned, and wraps it.
+    fn install(
+        program: Arc<Program>,
+        opts: LoadOptions,
+        helpers: Box<[Option<HelperImpl>]>,
+        blobs: &[Vec<u8>],
+        start: Instant,
+        tier: Tier,
+    ) -> Result<Self, ProgramError> {
         let mut offsets = Vec::with_capacity(blobs.len());
         let mut size = 0usize;
-        for b in &blobs {
+        for b in blobs {
             offsets.push(size);
             size = (size + b.len() + 15) & !15;
         }
@@ -214,7 +272,13 @@ impl JitExecutable {
             code_size: size,
             compile_time: start.elapsed(),
             verified: opts.verified,
+            tier,
         })
+    }
+
+    /// Which compiler produced this code.
+    pub fn tier(&self) -> Tier {
+        self.tier
     }
 
     pub fn program(&self) -> &Arc<Program> {

@@ -30,7 +30,7 @@ const NOARGS: &[BlockArg] = &[];
 const FRAME: i64 = STACK_FRAME_SIZE as i64;
 
 /// Offsets of run-context fields read or written by compiled code.
-mod off {
+pub(crate) mod off {
     use super::*;
     pub const STACK_LO: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, stack_lo)) as i32;
     pub const STACK_LEN: i32 = (offset_of!(RunCtx, map) + offset_of!(MemoryMap, stack_len)) as i32;

@@ -75,7 +75,7 @@ fn compare(seed: u64) -> Option<String> {
     let m1 = buf.clone();
     buf.copy_from_slice(&mem0);
     let b = outcome(unsafe { jit.run_raw_with_stack(buf.as_mut_ptr(), buf.len(), writable, sp) });
-    let m2 = buf;
+    let m2 = buf.clone();
     if a != b || m1 != m2 {
         return Some(format!(
             "seed {seed}: interpreter {a:?} vs JIT {b:?}; memory {}\n{}",
@@ -83,8 +83,30 @@ fn compare(seed: u64) -> Option<String> {
             disassemble(prog.insns())
         ));
     }
+    // The baseline tier, where it takes the program (single functions).
+    let baseline = match JitExecutable::compile_baseline(prog.clone(), options()) {
+        Ok(b) => b,
+        Err(e) => return Some(format!("seed {seed}: baseline failed to compile: {e}")),
+    };
+    if let Some(baseline) = baseline {
+        buf.copy_from_slice(&mem0);
+        let c = outcome(unsafe {
+            baseline.run_raw_with_stack(buf.as_mut_ptr(), buf.len(), writable, sp)
+        });
+        if a != c || m1 != buf {
+            return Some(format!(
+                "seed {seed}: interpreter {a:?} vs baseline JIT {c:?}; memory {}\n{}",
+                if m1 == buf { "equal" } else { "differs" },
+                disassemble(prog.insns())
+            ));
+        }
+        BASELINE_COMPARED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     None
 }
+
+/// Programs also compared in the baseline tier (single functions).
+static BASELINE_COMPARED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[test]
 fn jit_matches_interpreter_on_random_programs() {
@@ -124,5 +146,10 @@ fn jit_matches_interpreter_on_random_programs() {
         panic!("mismatch:\n{m}");
     }
     let ok = n;
-    eprintln!("{ok} random programs agreed between the interpreter and the JIT");
+    let baseline = BASELINE_COMPARED.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "{ok} random programs agreed between the interpreter and the JIT \
+         ({baseline} of them also in the baseline tier)"
+    );
+    assert!(baseline > 0, "no program took the baseline tier");
 }
