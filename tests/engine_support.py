@@ -25,9 +25,13 @@ INT32_MIN = 1 << 31
 ENGINES = ("interpreter", "jit", "auto")
 #: Stands for an attribute an ExecutionError lacks.
 MISSING = "<missing attribute>"
-#: Ways of running a program that must all be indistinguishable: the three
-#: engines, plus "auto" once it has become hot and runs compiled code.
-VARIANTS = ("interpreter", "jit", "auto", "auto-hot")
+#: Ways of running a program that must all be indistinguishable: the
+#: interpreter, each JIT tier on its own (engine="jit" with jit_tier=
+#: "baseline" or "optimized"), and "auto" before and once it has become hot
+#: and runs compiled code.
+VARIANTS = ("interpreter", "jit-baseline", "jit-optimized", "auto", "auto-hot")
+#: The variants that load engine="jit" with one tier.
+JIT_TIER_VARIANTS = {"jit-baseline": "baseline", "jit-optimized": "optimized"}
 #: Runs that certainly make an "auto" executable hot (it compiles after 64).
 AUTO_WARMUP_RUNS = 70
 
@@ -87,9 +91,18 @@ def load_variant(
     """Load ``program`` for ``variant`` (in checked mode unless ``verify``);
     "auto-hot" is run until it has compiled."""
     engine = "auto" if variant == "auto-hot" else variant
+    tier = JIT_TIER_VARIANTS.get(variant)
+    if tier is not None:
+        engine = "jit"
+        load_args["jit_tier"] = tier
     exe = program.load(engine=engine, verify=verify, **load_args)
     assert exe.engine == engine
-    if variant == "jit":
+    if tier is not None:
+        assert exe.compiled
+        # The baseline leaves programs with BPF-to-BPF calls to Cranelift.
+        several_functions = len(program.functions) > 1
+        assert exe.jit_tier == ("optimized" if several_functions else tier), variant
+    elif variant == "jit":
         assert exe.compiled
     elif variant == "interpreter":
         assert not exe.compiled

@@ -53,6 +53,14 @@ def _outcome(
     return ("ok", r0, executed)
 
 
+#: The runs compared: the interpreter and each JIT tier on its own.
+ENGINE_TIERS: dict[str, str | None] = {
+    "interpreter": None,
+    "jit-baseline": "baseline",
+    "jit-optimized": "optimized",
+}
+
+
 def differential(
     code: bytes,
     mem: bytes | None,
@@ -61,18 +69,20 @@ def differential(
     unwind_helper: int | None = None,
     max_instructions: int = MAX_INSTRUCTIONS,
 ) -> tuple[Any, ...] | None:
-    """Runs ``code`` in the interpreter and the JIT on the same buffer (same
-    addresses, reset in between) and asserts the runs are indistinguishable.
-    Returns the outcome, or None when the program does not load."""
+    """Runs ``code`` in the interpreter and in both JIT tiers on the same
+    buffer (same addresses, reset in between) and asserts the runs are
+    indistinguishable. Returns the outcome, or None when the program does
+    not load."""
     try:
         program = ebpfvm.Program(code)
     except ebpfvm.Error:
         return None
     loaded = {}
-    for engine in ("interpreter", "jit"):
+    for engine, tier in ENGINE_TIERS.items():
         try:
             loaded[engine] = program.load(
-                engine=engine,
+                engine="interpreter" if tier is None else "jit",
+                jit_tier=tier or "tiered",
                 verify=False,  # random programs: compared in checked mode
                 helpers=helpers,
                 unwind_helper=unwind_helper,
@@ -80,9 +90,9 @@ def differential(
             )
         except ebpfvm.Error as exc:
             loaded[engine] = exc
-    if isinstance(loaded["interpreter"], ebpfvm.Error) or isinstance(loaded["jit"], ebpfvm.Error):
-        # Loading checks are shared: both engines accept or reject a program.
-        assert type(loaded["interpreter"]) is type(loaded["jit"])
+    if any(isinstance(exe, ebpfvm.Error) for exe in loaded.values()):
+        # Loading checks are shared: all engines accept or reject a program.
+        assert len({type(exe) for exe in loaded.values()}) == 1, loaded
         return None
     buf = None if mem is None else bytearray(mem)
     seen = {}
@@ -98,8 +108,9 @@ def differential(
             None if buf is None else bytes(buf),
             None if log is None else tuple(log),
         )
-    assert seen["jit"] == seen["interpreter"], f"code={code.hex()} mem={mem!r}"
-    return seen["jit"]
+    for engine in ENGINE_TIERS:
+        assert seen[engine] == seen["interpreter"], f"{engine}: code={code.hex()} mem={mem!r}"
+    return seen["interpreter"]
 
 
 def without_pointer_values(code: bytes) -> bytes:

@@ -65,6 +65,18 @@ class Executable:
     @property
     def compile_error(self) -> str | None: ...
     @property
+    def jit_tier(self) -> str | None:
+        """Whose machine code runs the program now: "baseline" (emitted at
+        load, in one pass) or "optimized" (Cranelift's); None while
+        interpreted."""
+    @property
+    def optimize_error(self) -> str | None: ...
+    def wait_optimized(self, timeout: float | None = None) -> bool:
+        """Waits (without the GIL) until Cranelift's optimized code runs the
+        program, at most ``timeout`` seconds; True once it does, False when
+        it will not (not compiled yet, ``jit_tier="baseline"``, or the
+        optimizing compile failed) or the time ran out."""
+    @property
     def prog_type(self) -> str | None: ...
     @property
     def id(self) -> int | None: ...
@@ -155,9 +167,18 @@ class Program:
         max_instructions: int | None = None,
         input_size: int | None = None,
         max_input_size: int | None = None,
+        jit_tier: str = "tiered",
     ) -> Executable:
         """Prepares the program to run in ``engine`` ("interpreter", "jit" or
         "auto").
+
+        ``jit_tier`` (for "jit", and "auto" once hot): "tiered" runs baseline
+        machine code at once (emitted in one pass, tens of microseconds for
+        a thousand instructions) and swaps in Cranelift's optimized code when
+        a background thread has compiled it; "optimized" compiles with
+        Cranelift before returning; "baseline" never optimizes. Programs
+        with BPF-to-BPF calls or callbacks, and hosts other than x86-64, get
+        Cranelift's code at once whatever the tier.
 
         ``verify`` not given means ``True`` — unless ``unwind_helper`` is
         given: that uBPF convention is for unverified programs, so it means

@@ -15,6 +15,9 @@
 //! scratch. Programs with BPF-to-BPF calls or callbacks (several functions)
 //! are left to Cranelift.
 
+// dynasm! converts every dynamic register number with `.into()`.
+#![allow(clippy::useless_conversion)]
+
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 
@@ -803,7 +806,9 @@ impl Emitter<'_> {
                         (ATOMIC_OR, true) => dynasm!(self.asm ; .arch x64 ; lock or [r10], Rq(s)),
                         (ATOMIC_OR, false) => dynasm!(self.asm ; .arch x64 ; lock or [r10], Rd(s)),
                         (ATOMIC_AND, true) => dynasm!(self.asm ; .arch x64 ; lock and [r10], Rq(s)),
-                        (ATOMIC_AND, false) => dynasm!(self.asm ; .arch x64 ; lock and [r10], Rd(s)),
+                        (ATOMIC_AND, false) => {
+                            dynasm!(self.asm ; .arch x64 ; lock and [r10], Rd(s))
+                        }
                         (_, true) => dynasm!(self.asm ; .arch x64 ; lock xor [r10], Rq(s)),
                         (_, false) => dynasm!(self.asm ; .arch x64 ; lock xor [r10], Rd(s)),
                     }

@@ -8,6 +8,7 @@ use ebpfvm_core::error::{ExecError, ProgramError};
 use ebpfvm_core::interp::{Executable, LoadOptions, RunOutcome, RunSetup, Runner};
 use ebpfvm_core::program::Program;
 
+use crate::tiers::{JitTier, TieredJit};
 use crate::JitExecutable;
 
 /// When `auto` compiles: after this many runs...
@@ -37,14 +38,15 @@ impl EngineKind {
 /// `auto`: the interpreter until the program is hot, then compiled code.
 pub struct AutoExecutable {
     interp: Executable,
-    jit: OnceLock<Result<JitExecutable, ProgramError>>,
+    jit: OnceLock<Result<TieredJit, ProgramError>>,
     opts: LoadOptions,
+    tier: JitTier,
     runs: AtomicU64,
     instructions: AtomicU64,
 }
 
 impl AutoExecutable {
-    fn hot(&self) -> Option<&JitExecutable> {
+    fn hot(&self) -> Option<&TieredJit> {
         match self.jit.get() {
             Some(Ok(j)) => Some(j),
             _ => None,
@@ -80,7 +82,7 @@ impl Runner for AutoExecutable {
             // Compile on the triggering run, as the kernel does; other
             // threads wait for it rather than compiling twice.
             let jit = self.jit.get_or_init(|| {
-                JitExecutable::compile(self.interp.program().clone(), self.opts.clone())
+                TieredJit::compile(self.interp.program().clone(), self.opts.clone(), self.tier)
             });
             if let Ok(j) = jit {
                 return j.run_setup(setup, stack);
@@ -98,23 +100,36 @@ impl Runner for AutoExecutable {
 /// A program loaded into one of the engines.
 pub enum Engine {
     Interpreter(Executable),
-    Jit(JitExecutable),
+    Jit(TieredJit),
     Auto(AutoExecutable),
 }
 
 impl Engine {
+    /// Loads `program`; the JIT engines compile tiered.
     pub fn load(
         kind: EngineKind,
         program: Arc<Program>,
         opts: LoadOptions,
     ) -> Result<Self, ProgramError> {
+        Self::load_with_tier(kind, JitTier::default(), program, opts)
+    }
+
+    /// Loads `program`, compiling (for `jit`, and `auto` once hot) as
+    /// `tier` says.
+    pub fn load_with_tier(
+        kind: EngineKind,
+        tier: JitTier,
+        program: Arc<Program>,
+        opts: LoadOptions,
+    ) -> Result<Self, ProgramError> {
         Ok(match kind {
             EngineKind::Interpreter => Engine::Interpreter(Executable::new(program, opts)?),
-            EngineKind::Jit => Engine::Jit(JitExecutable::compile(program, opts)?),
+            EngineKind::Jit => Engine::Jit(TieredJit::compile(program, opts, tier)?),
             EngineKind::Auto => Engine::Auto(AutoExecutable {
                 interp: Executable::new(program, opts.clone())?,
                 jit: OnceLock::new(),
                 opts,
+                tier,
                 runs: AtomicU64::new(0),
                 instructions: AtomicU64::new(0),
             }),
@@ -137,8 +152,13 @@ impl Engine {
         }
     }
 
-    /// The compiled code in use, if any.
+    /// The compiled code runs use now, if any.
     pub fn jit(&self) -> Option<&JitExecutable> {
+        self.tiered().map(TieredJit::current)
+    }
+
+    /// The compiled program with its tiers, if it is compiled.
+    pub fn tiered(&self) -> Option<&TieredJit> {
         match self {
             Engine::Interpreter(_) => None,
             Engine::Jit(j) => Some(j),

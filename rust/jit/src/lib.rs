@@ -1,4 +1,8 @@
-//! ebpfvm-jit: compiles eBPF programs to native code with Cranelift.
+//! ebpfvm-jit: compiles eBPF programs to native code, in two tiers: a
+//! baseline that emits x86-64 in one pass (`baseline.rs`), and Cranelift
+//! (`translate.rs`), whose optimized code replaces the baseline's from a
+//! background thread (`tiers.rs`). Both share the ABI, run context and
+//! run-time entry points below, so their runs are indistinguishable.
 //!
 //! Each eBPF function becomes one native function `(ctx, r1..r5, count) ->
 //! (r0, count)`. Helpers are called through constant function addresses and
@@ -6,14 +10,16 @@
 //! needs no relocations. Code lives in an anonymous mapping owned by the
 //! [`JitExecutable`] and is unmapped when it drops.
 //!
-//! This is the *checked* code shape: every access outside the current stack
+//! In the *checked* code shape every access outside the current stack
 //! frame is bounds-checked inline and the instruction budget is checked on
 //! back edges and calls; failures return a status instead of trapping, and
-//! become the same [`ExecError`]s the interpreter raises.
+//! become the same [`ExecError`]s the interpreter raises. The *verified*
+//! shape leaves out what the verifier proved unnecessary.
 
 mod baseline;
 pub mod engine;
 mod runtime;
+pub mod tiers;
 mod translate;
 
 use std::sync::Arc;
@@ -34,6 +40,7 @@ use ebpfvm_core::isa::STACK_FRAME_SIZE;
 use ebpfvm_core::program::Program;
 
 use runtime::*;
+pub use tiers::{JitTier, TieredJit};
 
 /// The result of one compiled function: r0 and the instruction count.
 #[repr(C)]

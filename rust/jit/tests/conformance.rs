@@ -40,7 +40,11 @@ fn all_bpf_conformance_programs_give_their_result_in_the_baseline_tier() {
             }
             None => {
                 // Only programs with BPF-to-BPF calls are left to Cranelift.
-                assert!(many, "{}: the baseline refused a single function", case.name);
+                assert!(
+                    many,
+                    "{}: the baseline refused a single function",
+                    case.name
+                );
                 several_functions.set(several_functions.get() + 1);
                 JitExecutable::compile(prog, support::ubpf_options())
                     .unwrap_or_else(|e| panic!("{}: {e}", case.name))
@@ -50,5 +54,8 @@ fn all_bpf_conformance_programs_give_their_result_in_the_baseline_tier() {
     });
     let (compiled, several_functions) = (compiled.get(), several_functions.get());
     eprintln!("baseline tier: {compiled} compiled, {several_functions} left to Cranelift");
-    assert!(compiled > 250, "only {compiled} programs took the baseline tier");
+    assert!(
+        compiled > 250,
+        "only {compiled} programs took the baseline tier"
+    );
 }

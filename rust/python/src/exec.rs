@@ -515,6 +515,45 @@ impl PyExecutable {
         self.inner.jit().map(|j| j.compile_time().as_secs_f64())
     }
 
+    /// Which compiler's code runs the program now: "baseline" (emitted at
+    /// once) or "optimized" (Cranelift's); None while it is interpreted.
+    #[getter]
+    fn jit_tier(&self) -> Option<&'static str> {
+        self.inner.jit().map(|j| j.tier().name())
+    }
+
+    /// Waits (without the GIL) until Cranelift's optimized code runs the
+    /// program, at most `timeout` seconds (None: as long as it takes).
+    /// True once it does; False if it will not (not compiled yet, loaded
+    /// with jit_tier="baseline", or the optimizing compile failed) or the
+    /// time ran out.
+    #[pyo3(signature = (timeout = None))]
+    fn wait_optimized(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let timeout = match timeout {
+            None => None,
+            Some(t) if t.is_finite() && t >= 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+            Some(t) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "timeout must be a non-negative number of seconds, not {t}"
+                )))
+            }
+        };
+        let Some(tiered) = self.inner.tiered() else {
+            return Ok(false);
+        };
+        Ok(py.detach(|| tiered.wait_optimized(timeout)))
+    }
+
+    /// Why the optimizing compile failed in the background (the baseline
+    /// code keeps running the program).
+    #[getter]
+    fn optimize_error(&self) -> Option<String> {
+        self.inner
+            .tiered()
+            .and_then(|t| t.optimize_error())
+            .map(|e| e.to_string())
+    }
+
     /// Why "auto" could not compile the program (it keeps interpreting).
     #[getter]
     fn compile_error(&self) -> Option<String> {

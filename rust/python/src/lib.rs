@@ -466,7 +466,7 @@ impl PyProgram {
     /// Prepares the program to run. See the Python documentation of
     /// `ebpfvm.Program.load`. `verify` not given means verified, unless
     /// `unwind_helper` is given: that uBPF convention is for checked mode.
-    #[pyo3(signature = (engine = "auto", verify = None, helpers = None, unwind_helper = None, max_instructions = None, input_size = None, max_input_size = None))]
+    #[pyo3(signature = (engine = "auto", verify = None, helpers = None, unwind_helper = None, max_instructions = None, input_size = None, max_input_size = None, jit_tier = "tiered"))]
     #[allow(clippy::too_many_arguments)]
     fn load(
         &self,
@@ -478,10 +478,16 @@ impl PyProgram {
         max_instructions: Option<u64>,
         input_size: Option<u32>,
         max_input_size: Option<u32>,
+        jit_tier: &str,
     ) -> PyResult<exec::PyExecutable> {
         let Some(kind) = ebpfvm_jit::engine::EngineKind::parse(engine) else {
             return Err(Error::new_err(format!(
                 "unknown engine {engine:?}: use \"interpreter\", \"jit\" or \"auto\""
+            )));
+        };
+        let Some(tier) = ebpfvm_jit::JitTier::parse(jit_tier) else {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown jit_tier {jit_tier:?}: use \"tiered\", \"baseline\" or \"optimized\""
             )));
         };
         if max_instructions == Some(0) {
@@ -528,8 +534,13 @@ impl PyProgram {
                 ..interp::LoadOptions::default()
             };
             return guard(py, || {
-                let exe = ebpfvm_jit::engine::Engine::load(kind, self.inner.clone(), opts)
-                    .map_err(|e| program_error(py, &e))?;
+                let exe = ebpfvm_jit::engine::Engine::load_with_tier(
+                    kind,
+                    tier,
+                    self.inner.clone(),
+                    opts,
+                )
+                .map_err(|e| program_error(py, &e))?;
                 Ok(exec::PyExecutable::new(exe, keepalive).verified_for(verify, input))
             });
         }
@@ -558,8 +569,9 @@ impl PyProgram {
                 verified: verify,
                 probe_loads,
             };
-            let engine = ebpfvm_jit::engine::Engine::load(kind, Arc::new(prepared), opts)
-                .map_err(|e| program_error(py, &e))?;
+            let engine =
+                ebpfvm_jit::engine::Engine::load_with_tier(kind, tier, Arc::new(prepared), opts)
+                    .map_err(|e| program_error(py, &e))?;
             Ok(exec::PyExecutable::typed(
                 engine,
                 keepalive,

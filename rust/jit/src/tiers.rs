@@ -1,0 +1,212 @@
+//! Tiered compilation: baseline machine code at once, Cranelift's optimized
+//! code from a background thread as soon as it is ready.
+//!
+//! Runs always use the best code available: they check (one atomic load)
+//! whether the optimized code is in place and otherwise run the baseline.
+//! Both tiers behave identically, so a run never notices the switch. One
+//! background thread compiles for the whole process, in load order, and
+//! skips programs dropped before their turn.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use ebpfvm_core::error::{ExecError, ProgramError};
+use ebpfvm_core::interp::{LoadOptions, RunOutcome, RunSetup, Runner};
+use ebpfvm_core::program::Program;
+
+use crate::JitExecutable;
+
+/// Which code a JIT load produces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JitTier {
+    /// Baseline code at once, optimized code swapped in when the background
+    /// compile ends.
+    #[default]
+    Tiered,
+    /// Baseline code only (Cranelift where the baseline cannot compile the
+    /// program).
+    Baseline,
+    /// Cranelift's code, compiled before the load returns.
+    Optimized,
+}
+
+impl JitTier {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "tiered" => Some(JitTier::Tiered),
+            "baseline" => Some(JitTier::Baseline),
+            "optimized" => Some(JitTier::Optimized),
+            _ => None,
+        }
+    }
+}
+
+/// Where the background compile leaves its result.
+struct Slot {
+    code: OnceLock<Result<JitExecutable, ProgramError>>,
+    filled: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Slot {
+    fn new() -> Arc<Self> {
+        Arc::new(Slot {
+            code: OnceLock::new(),
+            filled: Mutex::new(false),
+            cv: Condvar::new(),
+        })
+    }
+
+    fn fill(&self, r: Result<JitExecutable, ProgramError>) {
+        let _ = self.code.set(r);
+        *self.filled.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+}
+
+/// A program compiled by one or both tiers.
+pub struct TieredJit {
+    /// `None` when the program was compiled by Cranelift before the load
+    /// returned (asked for, or outside what the baseline compiles).
+    baseline: Option<JitExecutable>,
+    optimized: Arc<Slot>,
+    /// A background compile was queued.
+    queued: bool,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The process's background compiler thread, started on first use.
+fn background() -> Option<&'static Mutex<Sender<Job>>> {
+    static QUEUE: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = channel::<Job>();
+            std::thread::Builder::new()
+                .name("ebpfvm-jit".into())
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(tx))
+        })
+        .as_ref()
+}
+
+impl TieredJit {
+    pub fn compile(
+        program: Arc<Program>,
+        opts: LoadOptions,
+        tier: JitTier,
+    ) -> Result<Self, ProgramError> {
+        let optimized = Slot::new();
+        let baseline = match tier {
+            JitTier::Optimized => None,
+            _ => JitExecutable::compile_baseline(program.clone(), opts.clone())?,
+        };
+        let Some(baseline) = baseline else {
+            optimized.fill(Ok(JitExecutable::compile(program, opts)?));
+            return Ok(TieredJit {
+                baseline: None,
+                optimized,
+                queued: false,
+            });
+        };
+        let mut queued = false;
+        if tier == JitTier::Tiered {
+            if let Some(queue) = background() {
+                let slot: Weak<Slot> = Arc::downgrade(&optimized);
+                let job: Job = Box::new(move || {
+                    // Dropped before its turn: nothing to do.
+                    let Some(slot) = slot.upgrade() else { return };
+                    let r =
+                        catch_unwind(AssertUnwindSafe(|| JitExecutable::compile(program, opts)))
+                            .unwrap_or_else(|_| {
+                                Err(ProgramError::whole("the optimizing compiler panicked"))
+                            });
+                    slot.fill(r);
+                });
+                let sender = queue.lock().unwrap_or_else(|p| p.into_inner());
+                queued = sender.send(job).is_ok();
+            }
+        }
+        Ok(TieredJit {
+            baseline: Some(baseline),
+            optimized,
+            queued,
+        })
+    }
+
+    /// The code runs use now: the optimized code once it is in place.
+    pub fn current(&self) -> &JitExecutable {
+        match (self.optimized.code.get(), &self.baseline) {
+            (Some(Ok(o)), _) => o,
+            (_, Some(b)) => b,
+            // Without a baseline the optimized code was compiled (and
+            // checked) before the load returned.
+            (_, None) => unreachable!("a tiered program has code"),
+        }
+    }
+
+    /// Why the background compile failed; the baseline keeps running.
+    pub fn optimize_error(&self) -> Option<&ProgramError> {
+        match self.optimized.code.get() {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Waits until the optimized code is in place, at most `timeout` (for
+    /// ever with `None`). True when it is; false when it is not coming
+    /// (baseline only, or its compile failed) or the time ran out.
+    pub fn wait_optimized(&self, timeout: Option<Duration>) -> bool {
+        if !self.queued {
+            return matches!(self.optimized.code.get(), Some(Ok(_)));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut filled = self
+            .optimized
+            .filled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        while !*filled {
+            filled = match deadline {
+                None => self
+                    .optimized
+                    .cv
+                    .wait(filled)
+                    .unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    self.optimized
+                        .cv
+                        .wait_timeout(filled, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+        matches!(self.optimized.code.get(), Some(Ok(_)))
+    }
+
+    pub fn program(&self) -> &Arc<Program> {
+        self.current().program()
+    }
+}
+
+impl Runner for TieredJit {
+    unsafe fn run_setup(
+        &self,
+        setup: &RunSetup<'_>,
+        stack: *mut u8,
+    ) -> Result<RunOutcome, ExecError> {
+        self.current().run_setup(setup, stack)
+    }
+}
