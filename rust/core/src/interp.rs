@@ -45,6 +45,10 @@ pub struct LoadOptions {
     /// read 0 instead of faulting outside the program's memory, as the
     /// kernel's `BPF_PROBE_MEM` loads do. Instruction indices, sorted.
     pub probe_loads: Vec<usize>,
+    /// The verifier proved that every stack byte a run reads was written
+    /// earlier in that run (no [`crate::verifier::Verified::imprecise_stack_writes`]),
+    /// so compiled code need not zero frames before running.
+    pub stack_written_before_read: bool,
 }
 
 impl Default for LoadOptions {
@@ -56,6 +60,7 @@ impl Default for LoadOptions {
             input_may_move: false,
             verified: false,
             probe_loads: Vec::new(),
+            stack_written_before_read: false,
         }
     }
 }

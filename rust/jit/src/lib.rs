@@ -149,9 +149,9 @@ pub struct JitExecutable {
     program: Arc<Program>,
     code_size: usize,
     compile_time: Duration,
-    /// Compiled in the verified shape: the verifier proved that no stack
-    /// byte is read before it is written, so runs need not zero the frame.
-    verified: bool,
+    /// The verifier proved that no stack byte is read before it is
+    /// written, so runs need not zero the frame.
+    skip_frame_zeroing: bool,
     tier: Tier,
 }
 
@@ -278,7 +278,7 @@ impl JitExecutable {
             program,
             code_size: size,
             compile_time: start.elapsed(),
-            verified: opts.verified,
+            skip_frame_zeroing: opts.stack_written_before_read,
             tier,
         })
     }
@@ -384,7 +384,7 @@ impl Runner for JitExecutable {
         stack: *mut u8,
     ) -> Result<RunOutcome, ExecError> {
         let top = stack.add(STACK_BYTES);
-        if !self.verified {
+        if !self.skip_frame_zeroing {
             std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
         }
         // Built in place, field by field: this is on every run's path, and

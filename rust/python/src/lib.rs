@@ -508,6 +508,7 @@ impl PyProgram {
             (None, unwind) => unwind.is_none(),
         };
         let mut probe_loads = Vec::new();
+        let mut stack_written_before_read = false;
         if verify {
             let t = match self.meta.prog_type {
                 Some(t) => t,
@@ -515,9 +516,9 @@ impl PyProgram {
             };
             self.check_custom_helpers(py, t, &registry)?;
             let hint = |e: &verifier::VerifyError| Some(self.load_hint(e, &registry));
-            probe_loads = self
-                .run_verifier(py, t, 0, input, None, &hint)?
-                .probe_loads();
+            let verified = self.run_verifier(py, t, 0, input, None, &hint)?;
+            probe_loads = verified.probe_loads();
+            stack_written_before_read = !verified.imprecise_stack_writes;
         } else if input_size.is_some() || max_input_size.is_some() {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "input_size and max_input_size are what the verifier proves raw programs against; \
@@ -531,6 +532,7 @@ impl PyProgram {
                 max_instructions,
                 verified: verify,
                 probe_loads,
+                stack_written_before_read,
                 ..interp::LoadOptions::default()
             };
             return guard(py, || {
@@ -568,6 +570,7 @@ impl PyProgram {
                 }),
                 verified: verify,
                 probe_loads,
+                stack_written_before_read,
             };
             let engine =
                 ebpfvm_jit::engine::Engine::load_with_tier(kind, tier, Arc::new(prepared), opts)

@@ -627,6 +627,8 @@ impl Verifier<'_> {
                         };
                         if write == writes && proto.size_arg_of(j) == i {
                             self.check_helper_mem(st, pc, j as u8 + 1, v.umax, write, init, null)?;
+                            // Up to a bound, not an exact size.
+                            self.imprecise_stack_writes |= write && v.umin != v.umax;
                         }
                     }
                 }

@@ -100,6 +100,8 @@ pub(super) struct Verifier<'a> {
     pub id_gen: u32,
     pub log: Log,
     pub mem_access: Vec<Option<PtrClass>>,
+    /// See [`Verified::imprecise_stack_writes`].
+    pub imprecise_stack_writes: bool,
     live: Vec<u16>,
     prune_point: Vec<bool>,
     /// Callback entries: re-entering one with a state an ancestor already
@@ -741,6 +743,7 @@ pub(super) fn run(program: &Program, opts: &VerifyOptions) -> Result<Verified, V
         id_gen: 0,
         log,
         mem_access: vec![None; n],
+        imprecise_stack_writes: false,
         live: liveness::live_in(program),
         prune_point,
         iter_point,
@@ -776,6 +779,7 @@ pub(super) fn run(program: &Program, opts: &VerifyOptions) -> Result<Verified, V
                 stats: v.stats,
                 log: log.finish(),
                 mem_access: v.mem_access,
+                imprecise_stack_writes: v.imprecise_stack_writes,
             })
         }
         Err(e) => {

@@ -629,6 +629,7 @@ impl Verifier<'_> {
                 }
                 let zero = val.is_some_and(|r| r.is_null_const());
                 mark_stack_range(frame, min, max + size as i64, zero);
+                self.imprecise_stack_writes |= min != max;
                 Ok(None)
             }
             Access::Read => {
@@ -745,6 +746,7 @@ impl Verifier<'_> {
                 }
                 if write {
                     mark_stack_range(frame, lo, hi, false);
+                    self.imprecise_stack_writes |= v.smin != v.smax;
                 }
                 self.note_access(pc, PtrClass::Stack);
                 Ok(())

@@ -110,6 +110,13 @@ pub struct Verified {
     /// Per instruction: the kind of pointer every path uses at that load or
     /// store (`Other` when paths disagree), `None` for other instructions.
     pub mem_access: Vec<Option<PtrClass>>,
+    /// Some stack write had a variable offset or a variable size (a helper
+    /// filling a buffer up to a bound): like the kernel, the verifier then
+    /// counts the whole range it may cover as written, so later reads of
+    /// it are allowed though the run may not have written every byte.
+    /// Engines must then start frames zeroed, as the interpreter does, for
+    /// such reads to see zeros rather than an earlier run's data.
+    pub imprecise_stack_writes: bool,
 }
 
 impl Verified {
