@@ -99,9 +99,7 @@ def load_variant(
     assert exe.engine == engine
     if tier is not None:
         assert exe.compiled
-        # The baseline leaves programs with BPF-to-BPF calls to Cranelift.
-        several_functions = len(program.functions) > 1
-        assert exe.jit_tier == ("optimized" if several_functions else tier), variant
+        assert exe.jit_tier == tier, variant
     elif variant == "jit":
         assert exe.compiled
     elif variant == "interpreter":

@@ -176,9 +176,9 @@ class Program:
         machine code at once (emitted in one pass, tens of microseconds for
         a thousand instructions) and swaps in Cranelift's optimized code when
         a background thread has compiled it; "optimized" compiles with
-        Cranelift before returning; "baseline" never optimizes. Programs
-        with BPF-to-BPF calls or callbacks, and hosts other than x86-64, get
-        Cranelift's code at once whatever the tier.
+        Cranelift before returning; "baseline" never optimizes. Hosts other
+        than x86-64 have no baseline tier: programs get Cranelift's code at
+        once whatever the tier.
 
         ``verify`` not given means ``True`` — unless ``unwind_helper`` is
         given: that uBPF convention is for unverified programs, so it means

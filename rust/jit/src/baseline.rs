@@ -12,8 +12,8 @@
 //! eBPF registers live in fixed machine registers (r0 rax, r1 rdi, r2 rsi,
 //! r3 rdx, r4 r9, r5 r8, r6 rbx, r7 r13, r8 r14, r9 r15, r10 rbp); r12
 //! holds the run context and r11 the instruction count; rcx and r10 are
-//! scratch. Programs with BPF-to-BPF calls or callbacks (several functions)
-//! are left to Cranelift.
+//! scratch. Each eBPF function becomes one native function, called through
+//! the run context's function table as the Cranelift tier's are.
 
 // dynasm! converts every dynamic register number with `.into()`.
 #![allow(clippy::useless_conversion)]
@@ -23,7 +23,7 @@ use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 
 use ebpfvm_core::helpers::HelperImpl;
 use ebpfvm_core::isa::*;
-use ebpfvm_core::program::Program;
+use ebpfvm_core::program::{Function, Program};
 
 use crate::runtime::{self, fault_info};
 use crate::translate::off;
@@ -37,8 +37,6 @@ const FRAME: i32 = STACK_FRAME_SIZE as i32;
 /// Why a program is left to the optimizing tier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unsupported {
-    /// BPF-to-BPF calls, callbacks: more than one function.
-    SeveralFunctions,
     /// Not an x86-64 host.
     Host,
 }
@@ -72,6 +70,10 @@ enum Cold {
         entry: DynamicLabel,
         pc: usize,
     },
+    CallDepth {
+        entry: DynamicLabel,
+        pc: usize,
+    },
 }
 
 struct Emitter<'a> {
@@ -89,52 +91,52 @@ struct Emitter<'a> {
     propagate: DynamicLabel,
 }
 
-/// Compiles `env.program` (a single function) to x86-64 machine code.
-pub fn compile(env: &BaselineEnv<'_>) -> Result<Vec<u8>, Unsupported> {
+/// Compiles every function of `env.program` to x86-64 machine code, in
+/// the order of `program.functions()`.
+pub fn compile(env: &BaselineEnv<'_>) -> Result<Vec<Vec<u8>>, Unsupported> {
     if !cfg!(target_arch = "x86_64") {
         return Err(Unsupported::Host);
     }
-    let program = env.program;
-    if program.functions().len() != 1 {
-        return Err(Unsupported::SeveralFunctions);
+    let insns = env.program.insns();
+    let leaders = leaders(insns, env.program.functions());
+    let mut out = Vec::with_capacity(env.program.functions().len());
+    for f in env.program.functions() {
+        let mut asm = VecAssembler::new(0);
+        let mut labels = vec![None; insns.len()];
+        for &l in leaders.iter().filter(|&&l| f.start <= l && l < f.end) {
+            labels[l] = Some(asm.new_dynamic_label());
+        }
+        let mut e = Emitter {
+            epilogue: asm.new_dynamic_label(),
+            fault_exit: asm.new_dynamic_label(),
+            stop: asm.new_dynamic_label(),
+            propagate: asm.new_dynamic_label(),
+            asm,
+            env,
+            insns,
+            labels,
+            cold: Vec::new(),
+        };
+        e.prologue();
+        e.body(f.start, f.end);
+        e.exits();
+        out.push(
+            e.asm
+                .finalize()
+                .map_err(|_| unreachable!("every label used is defined"))?,
+        );
     }
-    let insns = program.insns();
-    if insns
-        .iter()
-        .any(|i| i.is_lddw() && i.src == PSEUDO_FUNC || i.opc == OP_CALL && i.src == CALL_LOCAL)
-    {
-        return Err(Unsupported::SeveralFunctions);
-    }
-    let mut asm = VecAssembler::new(0);
-    let mut labels = vec![None; insns.len() + 1];
-    for l in leaders(insns) {
-        labels[l] = Some(asm.new_dynamic_label());
-    }
-    let mut e = Emitter {
-        epilogue: asm.new_dynamic_label(),
-        fault_exit: asm.new_dynamic_label(),
-        stop: asm.new_dynamic_label(),
-        propagate: asm.new_dynamic_label(),
-        asm,
-        env,
-        insns,
-        labels,
-        cold: Vec::new(),
-    };
-    e.prologue();
-    e.body();
-    e.exits();
-    e.asm
-        .finalize()
-        .map_err(|_| unreachable!("every label used is defined"))
+    Ok(out)
 }
 
 /// Block leaders: the entry, jump targets, and what follows a jump, a call
 /// or a legacy packet load (the same blocks as the Cranelift tier, so the
 /// instruction count at every fault and stop matches).
-fn leaders(insns: &[Insn]) -> Vec<usize> {
+fn leaders(insns: &[Insn], functions: &[Function]) -> Vec<usize> {
     let mut is = vec![false; insns.len() + 1];
-    is[0] = true;
+    for f in functions {
+        is[f.start] = true;
+    }
     let mut pc = 0;
     while pc < insns.len() {
         let i = insns[pc];
@@ -291,16 +293,23 @@ impl Emitter<'_> {
                 );
                 self.fault(runtime::STATUS_BUDGET, pc);
             }
+            Cold::CallDepth { entry, pc } => {
+                dynasm!(self.asm
+                    ; .arch x64
+                    ; =>entry
+                );
+                self.fault(runtime::STATUS_CALL_DEPTH, pc);
+            }
         }
     }
 
-    fn body(&mut self) {
+    fn body(&mut self, first: usize, last: usize) {
         let insns = self.insns;
-        let starts: Vec<usize> = (0..insns.len())
+        let starts: Vec<usize> = (first..last)
             .filter(|&k| self.labels[k].is_some())
             .collect();
         for (k, &start) in starts.iter().enumerate() {
-            let end = starts.get(k + 1).copied().unwrap_or(insns.len());
+            let end = starts.get(k + 1).copied().unwrap_or(last);
             let label = self.labels[start].expect("leader");
             let n = count_block(insns, start, end);
             dynasm!(self.asm
@@ -329,7 +338,11 @@ impl Emitter<'_> {
             CLS_ST | CLS_STX if i.opc & 0xe0 != MODE_ATOMIC => self.store(pc, i),
             CLS_STX => self.atomic(pc, i),
             CLS_LD if i.is_lddw() => {
-                let v = (i.imm as u32 as u64) | ((self.insns[pc + 1].imm as u32 as u64) << 32);
+                let v = if i.src == PSEUDO_FUNC {
+                    (pc as i64 + 1 + i.imm as i64) as u64
+                } else {
+                    (i.imm as u32 as u64) | ((self.insns[pc + 1].imm as u32 as u64) << 32)
+                };
                 let d = REG[i.dst as usize % 11];
                 dynasm!(self.asm
                     ; .arch x64
@@ -357,6 +370,8 @@ impl Emitter<'_> {
                 JMP_CALL => {
                     if i.opc == OP_CALLX {
                         self.dyn_call(pc, None, Some(i.dst));
+                    } else if i.src == CALL_LOCAL {
+                        self.local_call(pc, (pc as i64 + 1 + i.imm as i64) as usize);
                     } else {
                         self.helper_call(pc, i.imm as u32);
                     }
@@ -668,8 +683,9 @@ impl Emitter<'_> {
         }
         let ok = self.asm.new_dynamic_label();
         let entry = self.asm.new_dynamic_label();
-        // In the input, or in the frame (a single function's stack is its
-        // one frame, [rbp - 512, rbp))? Otherwise Rust decides.
+        // In the input, or in the live stack frames? Otherwise Rust decides.
+        // The stack test is `addr - lo + size <= len`, where a carry means
+        // the access starts below the stack.
         let lim = off::mem_lim(size);
         dynasm!(self.asm
             ; .arch x64
@@ -678,10 +694,11 @@ impl Emitter<'_> {
             ; cmp rcx, [r12 + lim]
             ; jb =>ok
             ; mov rcx, r10
-            ; sub rcx, rbp
-            ; add rcx, FRAME
-            ; cmp rcx, FRAME + 1 - size as i32
-            ; jae =>entry
+            ; sub rcx, [r12 + off::STACK_LO]
+            ; add rcx, size as i32
+            ; jc =>entry
+            ; cmp rcx, [r12 + off::STACK_LEN]
+            ; ja =>entry
             ; =>ok
         );
         self.cold.push(Cold::SlowAccess {
@@ -938,6 +955,73 @@ impl Emitter<'_> {
             let stop = self.stop;
             dynasm!(self.asm ; .arch x64 ; test rax, rax ; jz =>stop);
         }
+    }
+
+    /// A BPF-to-BPF call: a new zeroed frame below the caller's, the budget
+    /// checked, the callee called through the function table with r1-r5
+    /// and the count; a fault or stop below returns at once.
+    fn local_call(&mut self, pc: usize, target: usize) {
+        let k = self
+            .env
+            .program
+            .functions()
+            .iter()
+            .position(|f| f.start == target)
+            .expect("call targets are functions") as i32;
+        let too_deep = self.asm.new_dynamic_label();
+        self.cold.push(Cold::CallDepth {
+            entry: too_deep,
+            pc,
+        });
+        let propagate = self.propagate;
+        dynasm!(self.asm
+            ; .arch x64
+            ; mov rcx, [r12 + off::DEPTH]
+            ; cmp rcx, MAX_CALL_FRAMES as i32 - 1
+            ; jae =>too_deep
+            ; inc rcx
+            ; mov [r12 + off::DEPTH], rcx
+            ; sub QWORD [r12 + off::STACK_LO], FRAME
+            ; add QWORD [r12 + off::STACK_LEN], FRAME
+        );
+        self.call_out(|asm| {
+            dynasm!(asm
+                ; .arch x64
+                ; mov rdi, [r12 + off::STACK_LO]
+                ; mov rax, QWORD runtime::zero_frame as *const () as i64
+                ; call rax
+            );
+        });
+        self.budget_check(pc);
+        dynasm!(self.asm
+            ; .arch x64
+            ; push rdi
+            ; push rsi
+            ; push rdx
+            ; push r8
+            ; push r9
+            // The count, the 7th argument (the frame stays 16-aligned).
+            ; push r11
+            ; mov rcx, rdx
+            ; mov rdx, rsi
+            ; mov rsi, rdi
+            ; mov rdi, r12
+            ; xchg r8, r9
+            ; mov rax, [r12 + off::FUNCTIONS]
+            ; call QWORD [rax + k * 8]
+            ; mov r11, rdx
+            ; add rsp, 8
+            ; pop r9
+            ; pop r8
+            ; pop rdx
+            ; pop rsi
+            ; pop rdi
+            ; cmp QWORD [r12 + off::STATUS], 0
+            ; jne =>propagate
+            ; dec QWORD [r12 + off::DEPTH]
+            ; add QWORD [r12 + off::STACK_LO], FRAME
+            ; sub QWORD [r12 + off::STACK_LEN], FRAME
+        );
     }
 
     /// A helper implemented in Rust or Python, an unknown one, or `callx`:

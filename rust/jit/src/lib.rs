@@ -218,9 +218,8 @@ impl JitExecutable {
     }
 
     /// Compiles `program` with the baseline tier: one pass, no
-    /// optimization, in microseconds rather than milliseconds. `None` when
-    /// the program is outside what the baseline handles (several
-    /// functions, or a host other than x86-64).
+    /// optimization, in microseconds rather than milliseconds. `None` on
+    /// hosts other than x86-64.
     pub fn compile_baseline(
         program: Arc<Program>,
         opts: LoadOptions,
@@ -237,10 +236,10 @@ impl JitExecutable {
             verified: opts.verified,
             probe_loads: &probe_loads,
         };
-        let Ok(code) = baseline::compile(&env) else {
+        let Ok(blobs) = baseline::compile(&env) else {
             return Ok(None);
         };
-        Self::install(program, opts, helpers, &[code], start, Tier::Baseline).map(Some)
+        Self::install(program, opts, helpers, &blobs, start, Tier::Baseline).map(Some)
     }
 
     /// Lays the functions' code out in one executable mapping, 16-byte

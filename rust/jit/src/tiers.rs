@@ -25,8 +25,7 @@ pub enum JitTier {
     /// compile ends.
     #[default]
     Tiered,
-    /// Baseline code only (Cranelift where the baseline cannot compile the
-    /// program).
+    /// Baseline code only (Cranelift's on hosts without a baseline tier).
     Baseline,
     /// Cranelift's code, compiled before the load returns.
     Optimized,
@@ -69,7 +68,7 @@ impl Slot {
 /// A program compiled by one or both tiers.
 pub struct TieredJit {
     /// `None` when the program was compiled by Cranelift before the load
-    /// returned (asked for, or outside what the baseline compiles).
+    /// returned (asked for, or on a host without a baseline tier).
     baseline: Option<JitExecutable>,
     optimized: Arc<Slot>,
     /// A background compile was queued.

@@ -14,10 +14,16 @@ use ebpfvm_core::progtype::ProgType;
 use ebpfvm_core::runtime::run::{run, Input};
 use ebpfvm_core::runtime::{self, helpers::kernel_helpers, Environment, LoadedProgram};
 use ebpfvm_jit::engine::{Engine, EngineKind};
+use ebpfvm_jit::JitTier;
 
-const KINDS: [EngineKind; 2] = [EngineKind::Interpreter, EngineKind::Jit];
+/// The interpreter and each JIT tier on its own.
+const KINDS: [(EngineKind, JitTier); 3] = [
+    (EngineKind::Interpreter, JitTier::Optimized),
+    (EngineKind::Jit, JitTier::Baseline),
+    (EngineKind::Jit, JitTier::Optimized),
+];
 
-fn load_raw(src: &str, kind: EngineKind) -> Engine {
+fn load_raw(src: &str, kind: (EngineKind, JitTier)) -> Engine {
     let p = Program::from_insns(assemble(src).unwrap(), 4096).unwrap();
     let prepared = runtime::prepare(&p, ProgType::Raw, &[]).unwrap();
     let env = Environment::new(vec![]);
@@ -25,7 +31,7 @@ fn load_raw(src: &str, kind: EngineKind) -> Engine {
         helpers: kernel_helpers(&env),
         ..LoadOptions::default()
     };
-    Engine::load(kind, Arc::new(prepared), opts).unwrap()
+    Engine::load_with_tier(kind.0, kind.1, Arc::new(prepared), opts).unwrap()
 }
 
 #[test]
@@ -112,7 +118,7 @@ fn builtins_fault_the_same_in_every_engine() {
 
 /// `program` of the builtins fixture, loaded in `kind` with fresh maps;
 /// also returns the `blobs` map.
-fn load_fixture(program: &str, kind: EngineKind) -> (Arc<LoadedProgram>, Arc<Map>) {
+fn load_fixture(program: &str, kind: (EngineKind, JitTier)) -> (Arc<LoadedProgram>, Arc<Map>) {
     let path = format!(
         "{}/../core/tests/elf_data/builtins.o",
         env!("CARGO_MANIFEST_DIR")
@@ -126,7 +132,7 @@ fn load_fixture(program: &str, kind: EngineKind) -> (Arc<LoadedProgram>, Arc<Map
         helpers: kernel_helpers(&env),
         ..LoadOptions::default()
     };
-    let engine = Engine::load(kind, Arc::new(prepared), opts).unwrap();
+    let engine = Engine::load_with_tier(kind.0, kind.1, Arc::new(prepared), opts).unwrap();
     let runner: Arc<dyn Runner + Send + Sync> = Arc::new(engine);
     let blobs = maps[obj.map_index("blobs").unwrap()].clone();
     let loaded = Arc::new(LoadedProgram {

@@ -12,10 +12,16 @@ use ebpfvm_core::program::Program;
 use ebpfvm_core::progtype::ProgType;
 use ebpfvm_core::runtime::{self, helpers::kernel_helpers, Environment};
 use ebpfvm_jit::engine::{Engine, EngineKind};
+use ebpfvm_jit::JitTier;
 
-const KINDS: [EngineKind; 2] = [EngineKind::Interpreter, EngineKind::Jit];
+/// The interpreter and each JIT tier on its own.
+const KINDS: [(EngineKind, JitTier); 3] = [
+    (EngineKind::Interpreter, JitTier::Optimized),
+    (EngineKind::Jit, JitTier::Baseline),
+    (EngineKind::Jit, JitTier::Optimized),
+];
 
-fn load(src: &str, maps: Vec<Arc<Map>>, kind: EngineKind) -> Engine {
+fn load(src: &str, maps: Vec<Arc<Map>>, kind: (EngineKind, JitTier)) -> Engine {
     let p = Program::from_insns(assemble(src).unwrap(), 4096).unwrap();
     let prepared = runtime::prepare(&p, ProgType::Raw, &maps).unwrap();
     let env = Environment::new(maps);
@@ -25,7 +31,7 @@ fn load(src: &str, maps: Vec<Arc<Map>>, kind: EngineKind) -> Engine {
         ..LoadOptions::default()
     };
     // The engine holds the helpers, which hold the maps.
-    Engine::load(kind, Arc::new(prepared), opts).unwrap()
+    Engine::load_with_tier(kind.0, kind.1, Arc::new(prepared), opts).unwrap()
 }
 
 /// Sums 0..n through bpf_loop, the running total kept on the caller's stack.

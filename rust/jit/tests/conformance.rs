@@ -22,40 +22,14 @@ fn all_bpf_conformance_programs_give_their_result() {
 }
 
 #[test]
+#[cfg(target_arch = "x86_64")]
 fn all_bpf_conformance_programs_give_their_result_in_the_baseline_tier() {
-    let compiled = std::cell::Cell::new(0usize);
-    let several_functions = std::cell::Cell::new(0usize);
     support::check_all(|case, mem| {
-        let prog = Arc::new(
-            Program::from_bytes(&case.code).unwrap_or_else(|e| panic!("{}: {e}", case.name)),
-        );
-        let many = prog.functions().len() > 1;
-        match JitExecutable::compile_baseline(prog.clone(), support::ubpf_options())
+        let prog = Program::from_bytes(&case.code).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let exe = JitExecutable::compile_baseline(Arc::new(prog), support::ubpf_options())
             .unwrap_or_else(|e| panic!("{}: {e}", case.name))
-        {
-            Some(exe) => {
-                assert_eq!(exe.tier(), Tier::Baseline);
-                compiled.set(compiled.get() + 1);
-                exe.run(mem)
-            }
-            None => {
-                // Only programs with BPF-to-BPF calls are left to Cranelift.
-                assert!(
-                    many,
-                    "{}: the baseline refused a single function",
-                    case.name
-                );
-                several_functions.set(several_functions.get() + 1);
-                JitExecutable::compile(prog, support::ubpf_options())
-                    .unwrap_or_else(|e| panic!("{}: {e}", case.name))
-                    .run(mem)
-            }
-        }
+            .expect("the baseline tier compiles on x86-64 hosts");
+        assert_eq!(exe.tier(), Tier::Baseline);
+        exe.run(mem)
     });
-    let (compiled, several_functions) = (compiled.get(), several_functions.get());
-    eprintln!("baseline tier: {compiled} compiled, {several_functions} left to Cranelift");
-    assert!(
-        compiled > 250,
-        "only {compiled} programs took the baseline tier"
-    );
 }

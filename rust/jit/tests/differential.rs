@@ -83,7 +83,7 @@ fn compare(seed: u64) -> Option<String> {
             disassemble(prog.insns())
         ));
     }
-    // The baseline tier, where it takes the program (single functions).
+    // The baseline tier (x86-64 hosts).
     let baseline = match JitExecutable::compile_baseline(prog.clone(), options()) {
         Ok(b) => b,
         Err(e) => return Some(format!("seed {seed}: baseline failed to compile: {e}")),
@@ -105,7 +105,7 @@ fn compare(seed: u64) -> Option<String> {
     None
 }
 
-/// Programs also compared in the baseline tier (single functions).
+/// Programs also compared in the baseline tier.
 static BASELINE_COMPARED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[test]
