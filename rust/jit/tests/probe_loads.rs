@@ -25,16 +25,21 @@ fn engines(probe_loads: Vec<usize>, verified: bool) -> Vec<(&'static str, Box<dy
         probe_loads,
         ..LoadOptions::default()
     };
-    vec![
+    let mut all: Vec<(&'static str, Box<dyn Runner>)> = vec![
         (
             "interpreter",
             Box::new(Executable::new(program.clone(), opts.clone()).unwrap()),
         ),
         (
             "jit",
-            Box::new(JitExecutable::compile(program, opts).unwrap()),
+            Box::new(JitExecutable::compile(program.clone(), opts.clone()).unwrap()),
         ),
-    ]
+    ];
+    // The baseline tier exists on x86-64 hosts.
+    if let Some(baseline) = JitExecutable::compile_baseline(program, opts).unwrap() {
+        all.push(("jit baseline", Box::new(baseline)));
+    }
+    all
 }
 
 /// A tracing context whose first argument is `arg0`, with bytes at 16..19.
