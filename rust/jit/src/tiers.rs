@@ -77,23 +77,29 @@ pub struct TieredJit {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The process's background compiler thread, started on first use.
-fn background() -> Option<&'static Mutex<Sender<Job>>> {
-    static QUEUE: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
-    QUEUE
-        .get_or_init(|| {
-            let (tx, rx) = channel::<Job>();
-            std::thread::Builder::new()
-                .name("ebpfvm-jit".into())
-                .spawn(move || {
-                    for job in rx {
-                        job();
-                    }
-                })
-                .ok()
-                .map(|_| Mutex::new(tx))
-        })
-        .as_ref()
+/// Hands `job` to the process's background compiler thread, started on
+/// first use. False when no thread can be started.
+fn submit(job: Job) -> bool {
+    /// The thread's queue, with the process it was started in.
+    static QUEUE: Mutex<Option<(u32, Sender<Job>)>> = Mutex::new(None);
+    let mut queue = QUEUE.lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    // A child made by fork() inherits the queue but not the thread.
+    if queue.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+        let (tx, rx) = channel::<Job>();
+        let started = std::thread::Builder::new()
+            .name("ebpfvm-jit".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            });
+        *queue = started.ok().map(|_| (pid, tx));
+    }
+    match queue.as_ref() {
+        Some((_, tx)) => tx.send(job).is_ok(),
+        None => false,
+    }
 }
 
 impl TieredJit {
@@ -117,21 +123,16 @@ impl TieredJit {
         };
         let mut queued = false;
         if tier == JitTier::Tiered {
-            if let Some(queue) = background() {
-                let slot: Weak<Slot> = Arc::downgrade(&optimized);
-                let job: Job = Box::new(move || {
-                    // Dropped before its turn: nothing to do.
-                    let Some(slot) = slot.upgrade() else { return };
-                    let r =
-                        catch_unwind(AssertUnwindSafe(|| JitExecutable::compile(program, opts)))
-                            .unwrap_or_else(|_| {
-                                Err(ProgramError::whole("the optimizing compiler panicked"))
-                            });
-                    slot.fill(r);
-                });
-                let sender = queue.lock().unwrap_or_else(|p| p.into_inner());
-                queued = sender.send(job).is_ok();
-            }
+            let slot: Weak<Slot> = Arc::downgrade(&optimized);
+            queued = submit(Box::new(move || {
+                // Dropped before its turn: nothing to do.
+                let Some(slot) = slot.upgrade() else { return };
+                let r = catch_unwind(AssertUnwindSafe(|| JitExecutable::compile(program, opts)))
+                    .unwrap_or_else(|_| {
+                        Err(ProgramError::whole("the optimizing compiler panicked"))
+                    });
+                slot.fill(r);
+            }));
         }
         Ok(TieredJit {
             baseline: Some(baseline),
