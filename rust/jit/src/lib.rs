@@ -153,6 +153,10 @@ pub struct JitExecutable {
     /// written, so runs need not zero the frame.
     skip_frame_zeroing: bool,
     tier: Tier,
+    /// The code reads the run context beyond the stack bound, or hands it
+    /// to Rust (helpers, calls, checks, faults). When not, a run passes a
+    /// bare [`StackBound`] instead of building a [`RunCtx`].
+    needs_run_ctx: bool,
 }
 
 /// The two compilers: the baseline emits machine code in one pass, at
@@ -194,6 +198,7 @@ impl JitExecutable {
             input_may_move: opts.input_may_move,
             verified: opts.verified,
             probe_loads: &probe_loads,
+            uses_run_ctx: Default::default(),
         };
         let mut fctx = FunctionBuilderContext::new();
         let mut ctx = Context::new();
@@ -214,7 +219,16 @@ impl JitExecutable {
             }
             blobs.push(code.code_buffer().to_vec());
         }
-        Self::install(program, opts, helpers, &blobs, start, Tier::Optimized)
+        let needs_run_ctx = env.uses_run_ctx.get();
+        Self::install(
+            program,
+            opts,
+            helpers,
+            &blobs,
+            start,
+            Tier::Optimized,
+            needs_run_ctx,
+        )
     }
 
     /// Compiles `program` with the baseline tier: one pass, no
@@ -239,7 +253,8 @@ impl JitExecutable {
         let Ok(blobs) = baseline::compile(&env) else {
             return Ok(None);
         };
-        Self::install(program, opts, helpers, &blobs, start, Tier::Baseline).map(Some)
+        // Baseline code may read any field of the run context.
+        Self::install(program, opts, helpers, &blobs, start, Tier::Baseline, true).map(Some)
     }
 
     /// Lays the functions' code out in one executable mapping, 16-byte
@@ -251,6 +266,7 @@ impl JitExecutable {
         blobs: &[Vec<u8>],
         start: Instant,
         tier: Tier,
+        needs_run_ctx: bool,
     ) -> Result<Self, ProgramError> {
         let mut offsets = Vec::with_capacity(blobs.len());
         let mut size = 0usize;
@@ -279,6 +295,7 @@ impl JitExecutable {
             compile_time: start.elapsed(),
             skip_frame_zeroing: opts.stack_written_before_read,
             tier,
+            needs_run_ctx,
         })
     }
 
@@ -386,6 +403,30 @@ impl Runner for JitExecutable {
         if !self.skip_frame_zeroing {
             std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
         }
+        // SAFETY: functions[0] is the entry of code compiled with this
+        // signature, alive as long as self.
+        let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
+        if !self.needs_run_ctx {
+            // Such code cannot fail, stop, or call anything that counts
+            // instructions: its result is the run's.
+            let mut bound = StackBound {
+                stack_lo: top as u64 - STACK_FRAME_SIZE as u64,
+            };
+            let ctx = std::ptr::addr_of_mut!(bound).cast::<RunCtx>();
+            let out = entry(ctx, setup.r1, setup.r2, 0, 0, 0, 0);
+            return Ok(RunOutcome {
+                r0: out.r0,
+                instructions: out.count,
+            });
+        }
+        // From the setup, not read back from the map written below: that
+        // load would wait on store forwarding.
+        let mem_len = if setup.input_writable {
+            setup.input_len
+        } else {
+            0
+        };
+        let mem_lim = mem_limits(mem_len);
         // Built in place, field by field: this is on every run's path, and
         // assembling the context in a temporary first stalls on store
         // forwarding when it is copied.
@@ -406,20 +447,22 @@ impl Runner for JitExecutable {
         std::ptr::addr_of_mut!((*c).unwind_helper)
             .write(self.unwind_helper.map_or(u64::MAX, |h| h as u64));
         std::ptr::addr_of_mut!((*c).slow_ok).write(0);
-        std::ptr::addr_of_mut!((*c).mem_lim).write(mem_limits((*c).map.mem_len));
+        std::ptr::addr_of_mut!((*c).mem_lim).write(mem_lim);
         std::ptr::addr_of_mut!((*c).error).write(None);
         let ctx = holder.get();
         ctx.map.set_invoker(self);
-        // SAFETY: functions[0] is the entry of code compiled with this
-        // signature, alive as long as self.
-        let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
         let out = entry(ctx, setup.r1, setup.r2, 0, 0, 0, 0);
         let extra = ctx.map.callback_instructions;
         if ctx.status == STATUS_OK {
-            return Ok(RunOutcome {
+            let ok = Ok(RunOutcome {
                 r0: out.r0,
                 instructions: out.count.wrapping_add(extra),
             });
+            // Most runs leave nothing to free: skip the out-of-line drop.
+            if ctx.error.is_none() && ctx.map.owns_nothing() {
+                std::mem::forget(holder);
+            }
+            return ok;
         }
         self.outcome(ctx, out).map(|o| RunOutcome {
             r0: o.r0,
@@ -427,6 +470,18 @@ impl Runner for JitExecutable {
         })
     }
 }
+
+/// What code that does not need a [`RunCtx`] reads of it: the stack bound,
+/// at the same offset.
+#[repr(C)]
+struct StackBound {
+    stack_lo: u64,
+}
+
+const _: () = assert!(
+    std::mem::offset_of!(RunCtx, map) + std::mem::offset_of!(MemoryMap, stack_lo) == 0,
+    "StackBound mirrors the start of RunCtx"
+);
 
 /// An initialised run context living in its caller's frame; dropped with it.
 struct InPlace(std::mem::MaybeUninit<RunCtx>);

@@ -87,6 +87,10 @@ pub struct TranslateEnv<'a> {
     pub verified: bool,
     /// Loads that read 0 outside the program's memory (sorted pcs).
     pub probe_loads: &'a [usize],
+    /// Set when some compiled function touches the run context beyond
+    /// reading its stack bound (or hands it to Rust). When it stays clear,
+    /// runs need not build a context: see `JitExecutable::run_setup`.
+    pub uses_run_ctx: std::cell::Cell<bool>,
 }
 
 /// Basic-block leaders of one function.
@@ -293,10 +297,24 @@ impl Translator<'_, '_> {
         self.b.ins().iconst(I32, v as u32 as i64)
     }
 
+    /// The run context, for a use other than reading the stack bound.
+    fn run_ctx(&mut self) -> Value {
+        self.env.uses_run_ctx.set(true);
+        self.ctx
+    }
+
+    /// The context for an access to field `offset`.
+    fn ctx_for(&mut self, offset: i32) -> Value {
+        if offset == off::STACK_LO {
+            self.ctx
+        } else {
+            self.run_ctx()
+        }
+    }
+
     fn load_ctx(&mut self, offset: i32) -> Value {
-        self.b
-            .ins()
-            .load(I64, MemFlagsData::trusted(), self.ctx, offset)
+        let ctx = self.ctx_for(offset);
+        self.b.ins().load(I64, MemFlagsData::trusted(), ctx, offset)
     }
 
     /// A context field that holds one value for the whole of this
@@ -304,12 +322,10 @@ impl Translator<'_, '_> {
     /// bounds: callees restore them before returning), so Cranelift may
     /// reuse and hoist the load.
     fn load_ctx_const(&mut self, offset: i32) -> Value {
-        self.b.ins().load(
-            I64,
-            MemFlagsData::trusted().with_readonly(),
-            self.ctx,
-            offset,
-        )
+        let ctx = self.ctx_for(offset);
+        self.b
+            .ins()
+            .load(I64, MemFlagsData::trusted().with_readonly(), ctx, offset)
     }
 
     /// The input's bounds: constant for the run unless a helper may move
@@ -323,9 +339,8 @@ impl Translator<'_, '_> {
     }
 
     fn store_ctx(&mut self, offset: i32, v: Value) {
-        self.b
-            .ins()
-            .store(MemFlagsData::trusted(), v, self.ctx, offset);
+        let ctx = self.run_ctx();
+        self.b.ins().store(MemFlagsData::trusted(), v, ctx, offset);
     }
 
     /// Address of a checked access of `size` bytes at `[base + off]`;
@@ -377,9 +392,10 @@ impl Translator<'_, '_> {
         let f = self.b.ins().iconst(self.ptr_ty, self.env.slow_stub as i64);
         let size_v = self.c64(size_i);
         let write = self.c64(store as i64);
+        let ctx = self.run_ctx();
         self.b
             .ins()
-            .call_indirect(sig, f, &[self.ctx, addr, size_v, write]);
+            .call_indirect(sig, f, &[ctx, addr, size_v, write]);
         let ok = self.load_ctx(off::SLOW_OK);
         let pcv = self.c64(pc as i64);
         let reg = base;
@@ -685,7 +701,8 @@ impl Translator<'_, '_> {
                 .b
                 .ins()
                 .iconst(self.ptr_ty, runtime::probe_load as *const () as i64);
-            let call = self.b.ins().call_indirect(sig, f, &[self.ctx, addr, aux]);
+            let ctx = self.run_ctx();
+            let call = self.b.ins().call_indirect(sig, f, &[ctx, addr, aux]);
             let v = self.b.inst_results(call)[0];
             self.set(i.dst, v);
             return;
@@ -847,7 +864,7 @@ impl Translator<'_, '_> {
                 _ => unreachable!(),
             };
             let pcv = self.c64(pc as i64);
-            let mut all = vec![self.ctx, pcv, idv];
+            let mut all = vec![self.run_ctx(), pcv, idv];
             all.extend_from_slice(&args);
             let call = self.b.ins().call_indirect(sig, fv, &all);
             let r0 = self.b.inst_results(call)[0];
@@ -897,7 +914,7 @@ impl Translator<'_, '_> {
             .ins()
             .load(I64, MemFlagsData::trusted(), table, (k * 8) as i32);
         let sig = self.b.import_signature(bpf_signature(self.call_conv));
-        let mut args = vec![self.ctx];
+        let mut args = vec![self.run_ctx()];
         for r in 1..=5 {
             args.push(self.reg(r));
         }
@@ -1024,7 +1041,11 @@ pub fn translate_function(
     // Only ctx and fp stay in registers for the whole function; the bounds
     // and the budget are reloaded from the context where they are needed,
     // which keeps register pressure (and register allocation time) low.
-    let stack_lo = b.ins().load(I64, fl, ctx, off::STACK_LO);
+    // The frame's bound, for this whole activation (callees restore it):
+    // a pure load, left out when the function never uses r10.
+    let stack_lo = b
+        .ins()
+        .load(I64, fl.with_readonly().with_can_move(), ctx, off::STACK_LO);
     let fp = b.ins().iadd_imm_s(stack_lo, FRAME);
 
     let leaders = leaders(insns, f);
@@ -1097,9 +1118,23 @@ pub fn translate_function(
         t.block(start, end);
     }
 
-    // Shared exits.
-    let fault = |t: &mut Translator<'_, '_>, blk: Block, status: u64, with_addr: bool| {
+    // Shared exits. Every branch to them has been emitted: one nothing
+    // branches to only returns, so that it does not count as a use of the
+    // run context.
+    let enter_exit = |t: &mut Translator<'_, '_>, blk: Block| {
+        t.b.seal_block(blk);
         t.b.switch_to_block(blk);
+        if t.b.is_unreachable() {
+            let zero = t.c64(0);
+            t.b.ins().return_(&[zero, zero]);
+            return false;
+        }
+        true
+    };
+    let fault = |t: &mut Translator<'_, '_>, blk: Block, status: u64, with_addr: bool| {
+        if !enter_exit(t, blk) {
+            return;
+        }
         let p = t.b.block_params(blk).to_vec();
         let st = t.c64(status as i64);
         t.store_ctx(off::STATUS, st);
@@ -1116,12 +1151,13 @@ pub fn translate_function(
     fault(&mut t, misaligned_block, runtime::STATUS_MISALIGNED, true);
     fault(&mut t, budget_block, runtime::STATUS_BUDGET, false);
     fault(&mut t, depth_block, runtime::STATUS_CALL_DEPTH, false);
-    t.b.switch_to_block(stop_block);
-    let st = t.c64(runtime::STATUS_STOP as i64);
-    t.store_ctx(off::STATUS, st);
-    let zero = t.c64(0);
-    let cnt = t.b.use_var(t.count);
-    t.b.ins().return_(&[zero, cnt]);
+    if enter_exit(&mut t, stop_block) {
+        let st = t.c64(runtime::STATUS_STOP as i64);
+        t.store_ctx(off::STATUS, st);
+        let zero = t.c64(0);
+        let cnt = t.b.use_var(t.count);
+        t.b.ins().return_(&[zero, cnt]);
+    }
     t.b.switch_to_block(propagate_block);
     let p = t.b.block_params(propagate_block).to_vec();
     t.b.ins().return_(&[p[0], p[1]]);
