@@ -123,6 +123,8 @@ fn build_host_isa() -> Result<OwnedTargetIsa, String> {
     };
     set(&mut flags, "opt_level", "speed")?;
     set(&mut flags, "is_pic", "false")?;
+    // Block offsets and edges, to place loops (see translate::short_loops).
+    set(&mut flags, "machine_code_cfg_info", "true")?;
     set(
         &mut flags,
         "enable_verifier",
@@ -157,6 +159,25 @@ pub struct JitExecutable {
     /// to Rust (helpers, calls, checks, faults). When not, a run passes a
     /// bare [`StackBound`] instead of building a [`RunCtx`].
     needs_run_ctx: bool,
+}
+
+/// What a compiler found out about its code, for runs and placement.
+struct CodeFacts {
+    /// See [`JitExecutable::needs_run_ctx`].
+    needs_run_ctx: bool,
+    /// Per function, its short loops ([`translate::short_loops`]).
+    loops: Vec<Vec<(u32, u32)>>,
+}
+
+impl CodeFacts {
+    /// Nothing known: the code may read any field of the run context, and
+    /// no loop is placed.
+    fn unknown() -> Self {
+        CodeFacts {
+            needs_run_ctx: true,
+            loops: Vec::new(),
+        }
+    }
 }
 
 /// The two compilers: the baseline emits machine code in one pass, at
@@ -203,6 +224,7 @@ impl JitExecutable {
         let mut fctx = FunctionBuilderContext::new();
         let mut ctx = Context::new();
         let mut blobs: Vec<Vec<u8>> = Vec::with_capacity(funcs.len());
+        let mut loops = Vec::with_capacity(funcs.len());
         for (k, f) in funcs.iter().enumerate() {
             ctx.clear();
             ctx.func = translate::translate_function(&env, *f, k, &**isa, &mut fctx);
@@ -217,9 +239,14 @@ impl JitExecutable {
                     "JIT compilation produced relocations, which this engine does not support",
                 ));
             }
+            loops.push(translate::short_loops(code));
             blobs.push(code.code_buffer().to_vec());
         }
         let needs_run_ctx = env.uses_run_ctx.get();
+        let facts = CodeFacts {
+            needs_run_ctx,
+            loops,
+        };
         Self::install(
             program,
             opts,
@@ -227,7 +254,7 @@ impl JitExecutable {
             &blobs,
             start,
             Tier::Optimized,
-            needs_run_ctx,
+            facts,
         )
     }
 
@@ -253,12 +280,13 @@ impl JitExecutable {
         let Ok(blobs) = baseline::compile(&env) else {
             return Ok(None);
         };
-        // Baseline code may read any field of the run context.
-        Self::install(program, opts, helpers, &blobs, start, Tier::Baseline, true).map(Some)
+        let facts = CodeFacts::unknown();
+        Self::install(program, opts, helpers, &blobs, start, Tier::Baseline, facts).map(Some)
     }
 
     /// Lays the functions' code out in one executable mapping, 16-byte
-    /// aligned, and wraps it.
+    /// aligned, each placed so that its short loops do not straddle a
+    /// fetch line, and wraps it.
     fn install(
         program: Arc<Program>,
         opts: LoadOptions,
@@ -266,11 +294,13 @@ impl JitExecutable {
         blobs: &[Vec<u8>],
         start: Instant,
         tier: Tier,
-        needs_run_ctx: bool,
+        facts: CodeFacts,
     ) -> Result<Self, ProgramError> {
         let mut offsets = Vec::with_capacity(blobs.len());
         let mut size = 0usize;
-        for b in blobs {
+        for (k, b) in blobs.iter().enumerate() {
+            let loops = facts.loops.get(k).map_or(&[][..], |l| &l[..]);
+            size += translate::loop_padding(loops, size);
             offsets.push(size);
             size = (size + b.len() + 15) & !15;
         }
@@ -295,7 +325,7 @@ impl JitExecutable {
             compile_time: start.elapsed(),
             skip_frame_zeroing: opts.stack_written_before_read,
             tier,
-            needs_run_ctx,
+            needs_run_ctx: facts.needs_run_ctx,
         })
     }
 
