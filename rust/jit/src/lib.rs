@@ -343,6 +343,13 @@ impl JitExecutable {
         &self._code[..self.code_size]
     }
 
+    /// Whether runs build a full run context: the code reads more of it
+    /// than the stack bound, or hands it to Rust (checks, faults, calls,
+    /// helpers other than native ones).
+    pub fn needs_run_ctx(&self) -> bool {
+        self.needs_run_ctx
+    }
+
     /// Bytes of machine code.
     pub fn code_size(&self) -> usize {
         self.code_size
@@ -449,6 +456,21 @@ impl Runner for JitExecutable {
                 instructions: out.count,
             });
         }
+        self.run_with_ctx(setup, top, entry)
+    }
+}
+
+impl JitExecutable {
+    /// A run that builds the whole [`RunCtx`]. Kept out of `run_setup`, so
+    /// that runs without one do not pay for this one's stack frame and
+    /// saved registers.
+    #[inline(never)]
+    unsafe fn run_with_ctx(
+        &self,
+        setup: &RunSetup<'_>,
+        top: *mut u8,
+        entry: EntryFn,
+    ) -> Result<RunOutcome, ExecError> {
         // From the setup, not read back from the map written below: that
         // load would wait on store forwarding.
         let mem_len = if setup.input_writable {

@@ -1325,3 +1325,27 @@ fn twin_params(func: &Function, block: Block, edges: &[(Inst, usize)]) -> Option
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_padding_moves_a_loop_off_a_line_boundary() {
+        // The checksum loop as compiled: 35 bytes from offset 0x23, across
+        // the 0x40 line boundary unless the function moves by 32.
+        let loops = [(0x23, 0x46)];
+        assert_eq!(loop_padding(&loops, 0), 32);
+        assert_eq!(loop_padding(&loops, 16), 16);
+        // Placed at 32 or 48 already, it fits as it is.
+        assert_eq!(loop_padding(&loops, 32), 0);
+        assert_eq!(loop_padding(&loops, 48), 0);
+    }
+
+    #[test]
+    fn loop_padding_prefers_the_placement_most_loops_fit() {
+        assert_eq!(loop_padding(&[], 16), 0);
+        // Two loops: [0x08, 0x30) fits at 0 and 16, [0x38, 0x48) at 16.
+        assert_eq!(loop_padding(&[(0x08, 0x30), (0x38, 0x48)], 0), 16);
+    }
+}
