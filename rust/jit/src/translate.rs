@@ -689,6 +689,18 @@ impl Translator<'_, '_> {
             self.b.seal_block(taken);
             self.b.switch_to_block(taken);
             self.jump_to(pc, target);
+        } else if self.insns.get(target).is_some_and(|t| t.opc == OP_EXIT) {
+            // An early return: a run takes one of them at most. Through a
+            // cold block of its own, so that the values only the return
+            // needs (r0, the count) are computed there instead of before
+            // the branch on the path that goes on.
+            let edge = self.b.create_block();
+            self.b.set_cold_block(edge);
+            self.b.ins().brif(cond, edge, NOARGS, fall, NOARGS);
+            self.b.seal_block(edge);
+            self.b.switch_to_block(edge);
+            let t = self.blocks[&target];
+            self.b.ins().jump(t, NOARGS);
         } else {
             let t = self.blocks[&target];
             self.b.ins().brif(cond, t, NOARGS, fall, NOARGS);
