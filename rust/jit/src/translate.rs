@@ -1257,6 +1257,9 @@ fn arg_key(func: &Function, arg: BlockArg) -> ArgKey {
     ArgKey::Value(v)
 }
 
+/// Passes over the function [`merge_twin_params`] makes at most.
+const MERGE_ROUNDS: usize = 4;
+
 /// Merges pairs of block parameters that receive the same value on every
 /// incoming edge, such as two eBPF registers that hold copies of one
 /// induction variable around a loop (`r3 = r4` at the end of each
@@ -1279,9 +1282,10 @@ fn merge_twin_params(func: &mut Function) {
         }
     }
     let blocks: Vec<Block> = func.layout.blocks().collect();
-    // A merge can make the arguments of other blocks equal: repeat until
-    // nothing changes. Each round removes a parameter, so this ends.
-    loop {
+    // A merge can make the arguments of other blocks equal: repeat while
+    // merges happen, a few rounds at most, so that compile time stays
+    // linear in the program (a merge missed only costs a copy).
+    for _ in 0..MERGE_ROUNDS {
         let mut merged = false;
         for &block in &blocks {
             let Some(edges) = incoming.get(&block) else {
