@@ -145,6 +145,8 @@ pub struct JitExecutable {
     /// Owns the machine code; kept alive as long as `functions` is used.
     _code: memmap2::Mmap,
     functions: Box<[u64]>,
+    /// The first function's code, which runs start in (read on every run).
+    entry: EntryFn,
     helpers: Box<[Option<HelperImpl>]>,
     unwind_helper: Option<u32>,
     max_instructions: u64,
@@ -313,10 +315,17 @@ impl JitExecutable {
             .make_exec()
             .map_err(|e| ProgramError::whole(format!("cannot make JIT code executable: {e}")))?;
         let base = code.as_ptr() as u64;
+        let Some(&first) = offsets.first() else {
+            return Err(ProgramError::whole("the program has no function to run"));
+        };
+        // SAFETY: the first function's code was compiled with the entry
+        // signature; it lives as long as `code`, which self keeps.
+        let entry = unsafe { std::mem::transmute::<u64, EntryFn>(base + first as u64) };
         let functions = offsets.iter().map(|&o| base + o as u64).collect();
         Ok(JitExecutable {
             _code: code,
             functions,
+            entry,
             helpers,
             unwind_helper: opts.unwind_helper,
             max_instructions: opts.max_instructions,
@@ -440,9 +449,7 @@ impl Runner for JitExecutable {
         if !self.skip_frame_zeroing {
             std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
         }
-        // SAFETY: functions[0] is the entry of code compiled with this
-        // signature, alive as long as self.
-        let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
+        let entry = self.entry;
         if !self.needs_run_ctx {
             // Such code cannot fail, stop, or call anything that counts
             // instructions: its result is the run's.
