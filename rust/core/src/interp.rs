@@ -336,6 +336,13 @@ impl MemoryMap {
     pub fn live_frames(&self) -> usize {
         (self.stack_len / FRAME) as usize
     }
+
+    /// Dropping this map would free nothing (no region was added or granted
+    /// during the run), so an engine may skip the drop on its per-run path.
+    #[inline]
+    pub fn owns_nothing(&self) -> bool {
+        self.extra.capacity() == 0 && self.grants.capacity() == 0
+    }
 }
 
 impl MemoryMap {

@@ -123,6 +123,8 @@ fn build_host_isa() -> Result<OwnedTargetIsa, String> {
     };
     set(&mut flags, "opt_level", "speed")?;
     set(&mut flags, "is_pic", "false")?;
+    // Block offsets and edges, to place loops (see translate::short_loops).
+    set(&mut flags, "machine_code_cfg_info", "true")?;
     set(
         &mut flags,
         "enable_verifier",
@@ -143,6 +145,8 @@ pub struct JitExecutable {
     /// Owns the machine code; kept alive as long as `functions` is used.
     _code: memmap2::Mmap,
     functions: Box<[u64]>,
+    /// The first function's code, which runs start in (read on every run).
+    entry: EntryFn,
     helpers: Box<[Option<HelperImpl>]>,
     unwind_helper: Option<u32>,
     max_instructions: u64,
@@ -153,6 +157,29 @@ pub struct JitExecutable {
     /// written, so runs need not zero the frame.
     skip_frame_zeroing: bool,
     tier: Tier,
+    /// The code reads the run context beyond the stack bound, or hands it
+    /// to Rust (helpers, calls, checks, faults). When not, a run passes a
+    /// bare [`StackBound`] instead of building a [`RunCtx`].
+    needs_run_ctx: bool,
+}
+
+/// What a compiler found out about its code, for runs and placement.
+struct CodeFacts {
+    /// See [`JitExecutable::needs_run_ctx`].
+    needs_run_ctx: bool,
+    /// Per function, its short loops ([`translate::short_loops`]).
+    loops: Vec<Vec<(u32, u32)>>,
+}
+
+impl CodeFacts {
+    /// Nothing known: the code may read any field of the run context, and
+    /// no loop is placed.
+    fn unknown() -> Self {
+        CodeFacts {
+            needs_run_ctx: true,
+            loops: Vec::new(),
+        }
+    }
 }
 
 /// The two compilers: the baseline emits machine code in one pass, at
@@ -194,10 +221,12 @@ impl JitExecutable {
             input_may_move: opts.input_may_move,
             verified: opts.verified,
             probe_loads: &probe_loads,
+            uses_run_ctx: Default::default(),
         };
         let mut fctx = FunctionBuilderContext::new();
         let mut ctx = Context::new();
         let mut blobs: Vec<Vec<u8>> = Vec::with_capacity(funcs.len());
+        let mut loops = Vec::with_capacity(funcs.len());
         for (k, f) in funcs.iter().enumerate() {
             ctx.clear();
             ctx.func = translate::translate_function(&env, *f, k, &**isa, &mut fctx);
@@ -212,9 +241,23 @@ impl JitExecutable {
                     "JIT compilation produced relocations, which this engine does not support",
                 ));
             }
+            loops.push(translate::short_loops(code));
             blobs.push(code.code_buffer().to_vec());
         }
-        Self::install(program, opts, helpers, &blobs, start, Tier::Optimized)
+        let needs_run_ctx = env.uses_run_ctx.get();
+        let facts = CodeFacts {
+            needs_run_ctx,
+            loops,
+        };
+        Self::install(
+            program,
+            opts,
+            helpers,
+            &blobs,
+            start,
+            Tier::Optimized,
+            facts,
+        )
     }
 
     /// Compiles `program` with the baseline tier: one pass, no
@@ -239,11 +282,13 @@ impl JitExecutable {
         let Ok(blobs) = baseline::compile(&env) else {
             return Ok(None);
         };
-        Self::install(program, opts, helpers, &blobs, start, Tier::Baseline).map(Some)
+        let facts = CodeFacts::unknown();
+        Self::install(program, opts, helpers, &blobs, start, Tier::Baseline, facts).map(Some)
     }
 
     /// Lays the functions' code out in one executable mapping, 16-byte
-    /// aligned, and wraps it.
+    /// aligned, each placed so that its short loops do not straddle a
+    /// fetch line, and wraps it.
     fn install(
         program: Arc<Program>,
         opts: LoadOptions,
@@ -251,10 +296,13 @@ impl JitExecutable {
         blobs: &[Vec<u8>],
         start: Instant,
         tier: Tier,
+        facts: CodeFacts,
     ) -> Result<Self, ProgramError> {
         let mut offsets = Vec::with_capacity(blobs.len());
         let mut size = 0usize;
-        for b in blobs {
+        for (k, b) in blobs.iter().enumerate() {
+            let loops = facts.loops.get(k).map_or(&[][..], |l| &l[..]);
+            size += translate::loop_padding(loops, size);
             offsets.push(size);
             size = (size + b.len() + 15) & !15;
         }
@@ -267,10 +315,17 @@ impl JitExecutable {
             .make_exec()
             .map_err(|e| ProgramError::whole(format!("cannot make JIT code executable: {e}")))?;
         let base = code.as_ptr() as u64;
+        let Some(&first) = offsets.first() else {
+            return Err(ProgramError::whole("the program has no function to run"));
+        };
+        // SAFETY: the first function's code was compiled with the entry
+        // signature; it lives as long as `code`, which self keeps.
+        let entry = unsafe { std::mem::transmute::<u64, EntryFn>(base + first as u64) };
         let functions = offsets.iter().map(|&o| base + o as u64).collect();
         Ok(JitExecutable {
             _code: code,
             functions,
+            entry,
             helpers,
             unwind_helper: opts.unwind_helper,
             max_instructions: opts.max_instructions,
@@ -279,6 +334,7 @@ impl JitExecutable {
             compile_time: start.elapsed(),
             skip_frame_zeroing: opts.stack_written_before_read,
             tier,
+            needs_run_ctx: facts.needs_run_ctx,
         })
     }
 
@@ -294,6 +350,13 @@ impl JitExecutable {
     /// The machine code (all functions), for inspection.
     pub fn code_bytes(&self) -> &[u8] {
         &self._code[..self.code_size]
+    }
+
+    /// Whether runs build a full run context: the code reads more of it
+    /// than the stack bound, or hands it to Rust (checks, faults, calls,
+    /// helpers other than native ones).
+    pub fn needs_run_ctx(&self) -> bool {
+        self.needs_run_ctx
     }
 
     /// Bytes of machine code.
@@ -386,6 +449,43 @@ impl Runner for JitExecutable {
         if !self.skip_frame_zeroing {
             std::ptr::write_bytes(top.sub(STACK_FRAME_SIZE), 0, STACK_FRAME_SIZE);
         }
+        let entry = self.entry;
+        if !self.needs_run_ctx {
+            // Such code cannot fail, stop, or call anything that counts
+            // instructions: its result is the run's.
+            let mut bound = StackBound {
+                stack_lo: top as u64 - STACK_FRAME_SIZE as u64,
+            };
+            let ctx = std::ptr::addr_of_mut!(bound).cast::<RunCtx>();
+            let out = entry(ctx, setup.r1, setup.r2, 0, 0, 0, 0);
+            return Ok(RunOutcome {
+                r0: out.r0,
+                instructions: out.count,
+            });
+        }
+        self.run_with_ctx(setup, top, entry)
+    }
+}
+
+impl JitExecutable {
+    /// A run that builds the whole [`RunCtx`]. Kept out of `run_setup`, so
+    /// that runs without one do not pay for this one's stack frame and
+    /// saved registers.
+    #[inline(never)]
+    unsafe fn run_with_ctx(
+        &self,
+        setup: &RunSetup<'_>,
+        top: *mut u8,
+        entry: EntryFn,
+    ) -> Result<RunOutcome, ExecError> {
+        // From the setup, not read back from the map written below: that
+        // load would wait on store forwarding.
+        let mem_len = if setup.input_writable {
+            setup.input_len
+        } else {
+            0
+        };
+        let mem_lim = mem_limits(mem_len);
         // Built in place, field by field: this is on every run's path, and
         // assembling the context in a temporary first stalls on store
         // forwarding when it is copied.
@@ -406,20 +506,22 @@ impl Runner for JitExecutable {
         std::ptr::addr_of_mut!((*c).unwind_helper)
             .write(self.unwind_helper.map_or(u64::MAX, |h| h as u64));
         std::ptr::addr_of_mut!((*c).slow_ok).write(0);
-        std::ptr::addr_of_mut!((*c).mem_lim).write(mem_limits((*c).map.mem_len));
+        std::ptr::addr_of_mut!((*c).mem_lim).write(mem_lim);
         std::ptr::addr_of_mut!((*c).error).write(None);
         let ctx = holder.get();
         ctx.map.set_invoker(self);
-        // SAFETY: functions[0] is the entry of code compiled with this
-        // signature, alive as long as self.
-        let entry: EntryFn = std::mem::transmute::<u64, EntryFn>(self.functions[0]);
         let out = entry(ctx, setup.r1, setup.r2, 0, 0, 0, 0);
         let extra = ctx.map.callback_instructions;
         if ctx.status == STATUS_OK {
-            return Ok(RunOutcome {
+            let ok = Ok(RunOutcome {
                 r0: out.r0,
                 instructions: out.count.wrapping_add(extra),
             });
+            // Most runs leave nothing to free: skip the out-of-line drop.
+            if ctx.error.is_none() && ctx.map.owns_nothing() {
+                std::mem::forget(holder);
+            }
+            return ok;
         }
         self.outcome(ctx, out).map(|o| RunOutcome {
             r0: o.r0,
@@ -427,6 +529,18 @@ impl Runner for JitExecutable {
         })
     }
 }
+
+/// What code that does not need a [`RunCtx`] reads of it: the stack bound,
+/// at the same offset.
+#[repr(C)]
+struct StackBound {
+    stack_lo: u64,
+}
+
+const _: () = assert!(
+    std::mem::offset_of!(RunCtx, map) + std::mem::offset_of!(MemoryMap, stack_lo) == 0,
+    "StackBound mirrors the start of RunCtx"
+);
 
 /// An initialised run context living in its caller's frame; dropped with it.
 struct InPlace(std::mem::MaybeUninit<RunCtx>);
