@@ -144,24 +144,28 @@ fn sequence_records(obj: &Bound<'_, PyAny>) -> PyResult<Records> {
 /// Records per thread below which `threads` is reduced.
 const MIN_RECORDS_PER_THREAD: usize = 256;
 
-/// `numpy.empty(n, numpy.uint64)`, with the function and dtype looked up
-/// once per process.
-fn new_u64_array(py: Python<'_>, n: usize) -> PyResult<Bound<'_, PyAny>> {
-    static EMPTY: pyo3::sync::PyOnceLock<(Py<PyAny>, Py<PyAny>)> = pyo3::sync::PyOnceLock::new();
-    let (empty, dtype) = EMPTY.get_or_try_init(py, || -> PyResult<_> {
-        let numpy = py.import("numpy").map_err(|e| {
+/// An uninitialised `uint64` array of `n` elements, made through the NumPy
+/// C API (a Python-level `numpy.empty` call costs several times more, which
+/// small batches feel), and the address of its data.
+fn new_u64_array(py: Python<'_>, n: usize) -> PyResult<(Bound<'_, PyAny>, usize)> {
+    use numpy::{PyArray1, PyArrayMethods};
+    // The C API needs NumPy imported: checked once, with a clear error
+    // when it is missing (the C API would panic).
+    static IMPORTED: pyo3::sync::PyOnceLock<()> = pyo3::sync::PyOnceLock::new();
+    IMPORTED.get_or_try_init(py, || -> PyResult<()> {
+        py.import("numpy").map(drop).map_err(|e| {
             let err = pyo3::exceptions::PyImportError::new_err(
                 "run_batch returns a NumPy array: install numpy",
             );
             err.set_cause(py, Some(e));
             err
-        })?;
-        Ok((
-            numpy.getattr("empty")?.unbind(),
-            numpy.getattr("uint64")?.unbind(),
-        ))
+        })
     })?;
-    empty.bind(py).call1((n, dtype.bind(py)))
+    // SAFETY: every element is written before the array is handed back
+    // (a failed batch drops the array instead).
+    let array = unsafe { PyArray1::<u64>::new(py, [n], false) };
+    let data = array.data() as usize;
+    Ok((array.into_any(), data))
 }
 
 pub fn run_batch<'py>(
@@ -175,9 +179,7 @@ pub fn run_batch<'py>(
         None => sequence_records(records)?,
     };
     let n = recs.items.len();
-    let out = new_u64_array(py, n)?;
-    let out_view = BufferView::get(&out)?;
-    let out_ptr = out_view.ptr as usize;
+    let (out, out_ptr) = new_u64_array(py, n)?;
     // A thread is only worth starting for a few hundred records.
     let threads = threads
         .unwrap_or(1)
@@ -280,7 +282,6 @@ pub fn run_batch<'py>(
         });
         Ok(())
     })?;
-    drop(out_view);
     drop(recs);
     if let Some((k, e)) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         let err = exec_error(py, e);
