@@ -503,13 +503,15 @@ impl PyExecutable {
         self.inner.jit().is_some()
     }
 
-    /// Bytes of machine code, when compiled.
+    /// Bytes of machine code, when compiled: of the tier running now (see
+    /// `jit_tier`).
     #[getter]
     fn code_size(&self) -> Option<usize> {
         self.inner.jit().map(|j| j.code_size())
     }
 
-    /// Seconds compilation took, when compiled.
+    /// Seconds compilation took, when compiled: by the tier running now
+    /// (see `jit_tier`; a tiered load returns after the baseline's).
     #[getter]
     fn compile_time(&self) -> Option<f64> {
         self.inner.jit().map(|j| j.compile_time().as_secs_f64())
