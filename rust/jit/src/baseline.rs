@@ -34,11 +34,13 @@ const RAX: u8 = 0;
 const RDX: u8 = 2;
 const FRAME: i32 = STACK_FRAME_SIZE as i32;
 
-/// Why a program is left to the optimizing tier.
+/// Why the baseline produced no code.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unsupported {
-    /// Not an x86-64 host.
+pub enum BaselineError {
+    /// Not an x86-64 host: the program is left to the optimizing tier.
     Host,
+    /// The assembler refused what was emitted (a bug of this tier).
+    Assembler(String),
 }
 
 /// What the baseline needs to know besides the program.
@@ -93,9 +95,9 @@ struct Emitter<'a> {
 
 /// Compiles every function of `env.program` to x86-64 machine code, in
 /// the order of `program.functions()`.
-pub fn compile(env: &BaselineEnv<'_>) -> Result<Vec<Vec<u8>>, Unsupported> {
+pub fn compile(env: &BaselineEnv<'_>) -> Result<Vec<Vec<u8>>, BaselineError> {
     if !cfg!(target_arch = "x86_64") {
-        return Err(Unsupported::Host);
+        return Err(BaselineError::Host);
     }
     let insns = env.program.insns();
     let leaders = leaders(insns, env.program.functions());
@@ -123,7 +125,7 @@ pub fn compile(env: &BaselineEnv<'_>) -> Result<Vec<Vec<u8>>, Unsupported> {
         out.push(
             e.asm
                 .finalize()
-                .map_err(|_| unreachable!("every label used is defined"))?,
+                .map_err(|e| BaselineError::Assembler(format!("{e:?}")))?,
         );
     }
     Ok(out)

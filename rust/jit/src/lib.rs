@@ -279,8 +279,14 @@ impl JitExecutable {
             verified: opts.verified,
             probe_loads: &probe_loads,
         };
-        let Ok(blobs) = baseline::compile(&env) else {
-            return Ok(None);
+        let blobs = match baseline::compile(&env) {
+            Ok(blobs) => blobs,
+            Err(baseline::BaselineError::Host) => return Ok(None),
+            Err(baseline::BaselineError::Assembler(e)) => {
+                return Err(ProgramError::whole(format!(
+                    "baseline JIT compilation failed: {e}"
+                )))
+            }
         };
         let facts = CodeFacts::unknown();
         Self::install(program, opts, helpers, &blobs, start, Tier::Baseline, facts).map(Some)
