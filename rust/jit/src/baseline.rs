@@ -23,8 +23,9 @@ use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 
 use ebpfvm_core::helpers::HelperImpl;
 use ebpfvm_core::isa::*;
-use ebpfvm_core::program::{Function, Program};
+use ebpfvm_core::program::Program;
 
+use crate::blocks::{count_insns, leaders};
 use crate::runtime::{self, fault_info};
 use crate::translate::off;
 
@@ -100,12 +101,12 @@ pub fn compile(env: &BaselineEnv<'_>) -> Result<Vec<Vec<u8>>, BaselineError> {
         return Err(BaselineError::Host);
     }
     let insns = env.program.insns();
-    let leaders = leaders(insns, env.program.functions());
     let mut out = Vec::with_capacity(env.program.functions().len());
-    for f in env.program.functions() {
+    for &f in env.program.functions() {
         let mut asm = VecAssembler::new(0);
+        let starts: Vec<usize> = leaders(insns, f).into_iter().collect();
         let mut labels = vec![None; insns.len()];
-        for &l in leaders.iter().filter(|&&l| f.start <= l && l < f.end) {
+        for &l in &starts {
             labels[l] = Some(asm.new_dynamic_label());
         }
         let mut e = Emitter {
@@ -120,7 +121,7 @@ pub fn compile(env: &BaselineEnv<'_>) -> Result<Vec<Vec<u8>>, BaselineError> {
             cold: Vec::new(),
         };
         e.prologue();
-        e.body(f.start, f.end);
+        e.body(&starts, f.end);
         e.exits();
         out.push(
             e.asm
@@ -129,41 +130,6 @@ pub fn compile(env: &BaselineEnv<'_>) -> Result<Vec<Vec<u8>>, BaselineError> {
         );
     }
     Ok(out)
-}
-
-/// Block leaders: the entry, jump targets, and what follows a jump, a call
-/// or a legacy packet load (the same blocks as the Cranelift tier, so the
-/// instruction count at every fault and stop matches).
-fn leaders(insns: &[Insn], functions: &[Function]) -> Vec<usize> {
-    let mut is = vec![false; insns.len() + 1];
-    for f in functions {
-        is[f.start] = true;
-    }
-    let mut pc = 0;
-    while pc < insns.len() {
-        let i = insns[pc];
-        let next = pc + if i.is_lddw() { 2 } else { 1 };
-        if let Some(t) = i.jump_target(pc) {
-            is[t] = true;
-        }
-        let class = i.class();
-        if class == CLS_JMP || class == CLS_JMP32 || (class == CLS_LD && !i.is_lddw()) {
-            is[next.min(insns.len())] = true;
-        }
-        pc = next;
-    }
-    is[insns.len()] = false;
-    (0..insns.len()).filter(|&k| is[k]).collect()
-}
-
-fn count_block(insns: &[Insn], start: usize, end: usize) -> i32 {
-    let mut n = 0;
-    let mut pc = start;
-    while pc < end {
-        n += 1;
-        pc += if insns[pc].is_lddw() { 2 } else { 1 };
-    }
-    n
 }
 
 impl Emitter<'_> {
@@ -305,15 +271,13 @@ impl Emitter<'_> {
         }
     }
 
-    fn body(&mut self, first: usize, last: usize) {
+    /// The blocks starting at `starts`, the last one ending at `last`.
+    fn body(&mut self, starts: &[usize], last: usize) {
         let insns = self.insns;
-        let starts: Vec<usize> = (first..last)
-            .filter(|&k| self.labels[k].is_some())
-            .collect();
         for (k, &start) in starts.iter().enumerate() {
             let end = starts.get(k + 1).copied().unwrap_or(last);
-            let label = self.labels[start].expect("leader");
-            let n = count_block(insns, start, end);
+            let label = self.label_of(start);
+            let n = count_insns(insns, start, end) as i32;
             dynasm!(self.asm
                 ; .arch x64
                 ; =>label

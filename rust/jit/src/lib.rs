@@ -17,6 +17,7 @@
 //! shape leaves out what the verifier proved unnecessary.
 
 mod baseline;
+mod blocks;
 pub mod engine;
 mod runtime;
 pub mod tiers;

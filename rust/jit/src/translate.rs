@@ -25,6 +25,7 @@ use ebpfvm_core::interp::MemoryMap;
 use ebpfvm_core::isa::*;
 use ebpfvm_core::program::{Function as BpfFunction, Program};
 
+use crate::blocks::{count_insns, leaders};
 use crate::runtime::{self, RunCtx};
 
 const NOARGS: &[BlockArg] = &[];
@@ -92,28 +93,6 @@ pub struct TranslateEnv<'a> {
     /// reading its stack bound (or hands it to Rust). When it stays clear,
     /// runs need not build a context: see `JitExecutable::run_setup`.
     pub uses_run_ctx: std::cell::Cell<bool>,
-}
-
-/// Basic-block leaders of one function.
-fn leaders(insns: &[Insn], f: BpfFunction) -> BTreeSet<usize> {
-    let mut set = BTreeSet::new();
-    set.insert(f.start);
-    let mut pc = f.start;
-    while pc < f.end {
-        let i = insns[pc];
-        let next = pc + if i.is_lddw() { 2 } else { 1 };
-        set.extend(i.jump_target(pc));
-        // Jumps, exits and calls end a block (calls, and legacy packet loads,
-        // so that counts at them and after a stop match the interpreter).
-        let class = i.class();
-        let ends_block =
-            class == CLS_JMP || class == CLS_JMP32 || (class == CLS_LD && !i.is_lddw());
-        if ends_block && next < f.end {
-            set.insert(next);
-        }
-        pc = next;
-    }
-    set
 }
 
 /// For each block leader, the largest pc that can transfer control to it
@@ -240,17 +219,6 @@ fn fp_provenance(
         }
     }
     at
-}
-
-/// Number of instructions in `[start, end)`, an lddw counting once.
-fn count_insns(insns: &[Insn], start: usize, end: usize) -> i64 {
-    let mut n = 0;
-    let mut pc = start;
-    while pc < end {
-        n += 1;
-        pc += if insns[pc].is_lddw() { 2 } else { 1 };
-    }
-    n
 }
 
 struct Translator<'a, 'b> {
