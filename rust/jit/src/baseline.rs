@@ -33,6 +33,17 @@ use crate::translate::off;
 const REG: [u8; 11] = [0, 7, 6, 2, 9, 8, 3, 13, 14, 15, 5];
 const RAX: u8 = 0;
 const RDX: u8 = 2;
+const RSI: u8 = 6;
+const RDI: u8 = 7;
+const R8: u8 = 8;
+const R9: u8 = 9;
+const R10: u8 = 10;
+const R11: u8 = 11;
+/// eBPF r1-r5 and the count: caller-saved in the SysV ABI, yet they
+/// survive calls in this runtime (both tiers restore r1-r5).
+const ARGS_AND_COUNT: [u8; 6] = [RDI, RSI, RDX, R8, R9, R11];
+/// All of a run's caller-saved state: r0 too, and the address in r10.
+const ALL_CALLER_SAVED: [u8; 8] = [RAX, RDI, RSI, RDX, R8, R9, R10, R11];
 const FRAME: i32 = STACK_FRAME_SIZE as i32;
 
 /// Why the baseline produced no code.
@@ -69,13 +80,12 @@ enum Cold {
         pc: usize,
         info: u64,
     },
-    Budget {
+    /// A fault with nothing to report but its kind and place (budget,
+    /// call depth).
+    Fault {
         entry: DynamicLabel,
         pc: usize,
-    },
-    CallDepth {
-        entry: DynamicLabel,
-        pc: usize,
+        status: u64,
     },
 }
 
@@ -211,31 +221,20 @@ impl Emitter<'_> {
                 store,
                 info,
             } => {
+                dynasm!(self.asm ; .arch x64 ; =>entry);
+                self.save(&ALL_CALLER_SAVED);
                 dynasm!(self.asm
                     ; .arch x64
-                    ; =>entry
-                    ; push rax
-                    ; push rdi
-                    ; push rsi
-                    ; push rdx
-                    ; push r8
-                    ; push r9
-                    ; push r10
-                    ; push r11
                     ; mov rdi, r12
                     ; mov rsi, r10
                     ; mov edx, size as i32
                     ; mov ecx, store as i32
                     ; mov rax, QWORD runtime::translate_slow as *const () as i64
                     ; call rax
-                    ; pop r11
-                    ; pop r10
-                    ; pop r9
-                    ; pop r8
-                    ; pop rdx
-                    ; pop rsi
-                    ; pop rdi
-                    ; pop rax
+                );
+                self.restore(&ALL_CALLER_SAVED);
+                dynasm!(self.asm
+                    ; .arch x64
                     ; cmp QWORD [r12 + off::SLOW_OK], 0
                     ; jne =>resume
                     ; mov [r12 + off::FAULT_ADDR], r10
@@ -254,19 +253,9 @@ impl Emitter<'_> {
                 );
                 self.fault(runtime::STATUS_MISALIGNED, pc);
             }
-            Cold::Budget { entry, pc } => {
-                dynasm!(self.asm
-                    ; .arch x64
-                    ; =>entry
-                );
-                self.fault(runtime::STATUS_BUDGET, pc);
-            }
-            Cold::CallDepth { entry, pc } => {
-                dynasm!(self.asm
-                    ; .arch x64
-                    ; =>entry
-                );
-                self.fault(runtime::STATUS_CALL_DEPTH, pc);
+            Cold::Fault { entry, pc, status } => {
+                dynasm!(self.asm ; .arch x64 ; =>entry);
+                self.fault(status, pc);
             }
         }
     }
@@ -372,7 +361,11 @@ impl Emitter<'_> {
             ; cmp r11, [r12 + off::BUDGET]
             ; ja =>entry
         );
-        self.cold.push(Cold::Budget { entry, pc });
+        self.cold.push(Cold::Fault {
+            entry,
+            pc,
+            status: runtime::STATUS_BUDGET,
+        });
     }
 
     fn alu(&mut self, i: Insn) {
@@ -864,29 +857,28 @@ impl Emitter<'_> {
     /// Calls out of compiled code with every caller-saved register that
     /// holds eBPF state saved around `call` (the count included).
     fn call_out(&mut self, call: impl FnOnce(&mut VecAssembler<X64Relocation>)) {
-        dynasm!(self.asm
-            ; .arch x64
-            ; push rax
-            ; push rdi
-            ; push rsi
-            ; push rdx
-            ; push r8
-            ; push r9
-            ; push r11
-            ; sub rsp, 8
-        );
+        self.save(&[RAX]);
+        self.save(&ARGS_AND_COUNT);
+        // Seven registers: one more slot keeps the stack 16-aligned.
+        dynasm!(self.asm ; .arch x64 ; sub rsp, 8);
         call(&mut self.asm);
-        dynasm!(self.asm
-            ; .arch x64
-            ; add rsp, 8
-            ; pop r11
-            ; pop r9
-            ; pop r8
-            ; pop rdx
-            ; pop rsi
-            ; pop rdi
-            ; pop rax
-        );
+        dynasm!(self.asm ; .arch x64 ; add rsp, 8);
+        self.restore(&ARGS_AND_COUNT);
+        self.restore(&[RAX]);
+    }
+
+    /// Pushes `regs` in order (an even number keeps the stack 16-aligned).
+    fn save(&mut self, regs: &[u8]) {
+        for &r in regs {
+            dynasm!(self.asm ; .arch x64 ; push Rq(r));
+        }
+    }
+
+    /// Pops what [`Self::save`] pushed for the same `regs`.
+    fn restore(&mut self, regs: &[u8]) {
+        for &r in regs.iter().rev() {
+            dynasm!(self.asm ; .arch x64 ; pop Rq(r));
+        }
     }
 
     fn helper_call(&mut self, pc: usize, id: u32) {
@@ -897,26 +889,15 @@ impl Emitter<'_> {
         let Some(f) = native else {
             return self.dyn_call(pc, Some(id), None);
         };
-        // r1-r5 survive calls in this runtime (both tiers restore them);
         // r0 takes the result.
+        self.save(&ARGS_AND_COUNT);
         dynasm!(self.asm
             ; .arch x64
-            ; push rdi
-            ; push rsi
-            ; push rdx
-            ; push r8
-            ; push r9
-            ; push r11
             ; mov rcx, r9
             ; mov rax, QWORD f as *const () as i64
             ; call rax
-            ; pop r11
-            ; pop r9
-            ; pop r8
-            ; pop rdx
-            ; pop rsi
-            ; pop rdi
         );
+        self.restore(&ARGS_AND_COUNT);
         if self.env.unwind_helper == Some(id) {
             let stop = self.stop;
             dynasm!(self.asm ; .arch x64 ; test rax, rax ; jz =>stop);
@@ -935,9 +916,10 @@ impl Emitter<'_> {
             .position(|f| f.start == target)
             .expect("call targets are functions") as i32;
         let too_deep = self.asm.new_dynamic_label();
-        self.cold.push(Cold::CallDepth {
+        self.cold.push(Cold::Fault {
             entry: too_deep,
             pc,
+            status: runtime::STATUS_CALL_DEPTH,
         });
         let propagate = self.propagate;
         dynasm!(self.asm
@@ -959,13 +941,10 @@ impl Emitter<'_> {
             );
         });
         self.budget_check(pc);
+        let args = &ARGS_AND_COUNT[..5];
+        self.save(args);
         dynasm!(self.asm
             ; .arch x64
-            ; push rdi
-            ; push rsi
-            ; push rdx
-            ; push r8
-            ; push r9
             // The count, the 7th argument (the frame stays 16-aligned).
             ; push r11
             ; mov rcx, rdx
@@ -977,11 +956,10 @@ impl Emitter<'_> {
             ; call QWORD [rax + k * 8]
             ; mov r11, rdx
             ; add rsp, 8
-            ; pop r9
-            ; pop r8
-            ; pop rdx
-            ; pop rsi
-            ; pop rdi
+        );
+        self.restore(args);
+        dynasm!(self.asm
+            ; .arch x64
             ; cmp QWORD [r12 + off::STATUS], 0
             ; jne =>propagate
             ; dec QWORD [r12 + off::DEPTH]
@@ -1001,14 +979,9 @@ impl Emitter<'_> {
             dynasm!(self.asm ; .arch x64 ; mov r10d, id.unwrap_or(0) as i32);
         }
         let propagate = self.propagate;
+        self.save(&ARGS_AND_COUNT);
         dynasm!(self.asm
             ; .arch x64
-            ; push rdi
-            ; push rsi
-            ; push rdx
-            ; push r8
-            ; push r9
-            ; push r11
             // a5 and a4, the stack arguments (the frame stays 16-aligned).
             ; push r8
             ; push r9
@@ -1021,12 +994,10 @@ impl Emitter<'_> {
             ; mov rax, QWORD runtime::call_helper as *const () as i64
             ; call rax
             ; add rsp, 16
-            ; pop r11
-            ; pop r9
-            ; pop r8
-            ; pop rdx
-            ; pop rsi
-            ; pop rdi
+        );
+        self.restore(&ARGS_AND_COUNT);
+        dynasm!(self.asm
+            ; .arch x64
             ; cmp QWORD [r12 + off::STATUS], 0
             ; jne =>propagate
         );
