@@ -28,12 +28,11 @@ use std::time::Instant;
 
 use ebpfvm_core::disasm::disassemble;
 use ebpfvm_core::interp::{Executable, LoadOptions, Runner};
-use ebpfvm_core::maps::{Map, BPF_ANY};
 use ebpfvm_core::program::Program;
 use ebpfvm_core::progtype::ProgType;
 use ebpfvm_core::runtime::{self, helpers::kernel_helpers, Environment};
 use ebpfvm_core::verifier::{verify, VerifyOptions};
-use verifier_support::gen::{generate, input, maps};
+use verifier_support::gen::{generate, input, live_maps, maps};
 use verifier_support::panic_text;
 
 const DEFAULT_PROGRAMS: u64 = 3000;
@@ -68,16 +67,7 @@ fn accepted_programs_never_fault() {
     let first_seed = env_u64("EBPFVM_SOUNDNESS_SEED", 0);
 
     let defs = maps();
-    let live: Vec<Arc<Map>> = defs
-        .iter()
-        .map(|d| Map::create(d.clone()).expect("the oracle's maps can be created"))
-        .collect();
-    // Some hash keys present, so lookups there succeed as well as fail.
-    for k in 0u32..4 {
-        live[1]
-            .update(&k.to_le_bytes(), &[0x11; 16], BPF_ANY)
-            .expect("hash map accepts its first keys");
-    }
+    let live = live_maps();
     let env = Environment::new(live.clone());
     let helpers = kernel_helpers(&env);
 

@@ -16,30 +16,15 @@ use std::sync::Arc;
 
 use ebpfvm_core::disasm::disassemble;
 use ebpfvm_core::interp::{Executable, LoadOptions, RunOutcome, Runner};
-use ebpfvm_core::maps::{Map, BPF_ANY};
 use ebpfvm_core::program::Program;
 use ebpfvm_core::progtype::ProgType;
 use ebpfvm_core::runtime::{self, helpers::kernel_helpers, Environment};
 use ebpfvm_core::verifier::{verify, Verified, VerifyOptions};
 use ebpfvm_jit::JitExecutable;
-use verifier_support::gen::{generate, input, maps};
+use verifier_support::gen::{generate, input, live_maps, maps};
 
 const INPUTS_PER_PROGRAM: u64 = 3;
 const LONGER_INPUTS: u32 = 32;
-
-/// Fresh maps with the oracle's initial contents.
-fn live_maps() -> Vec<Arc<Map>> {
-    let live: Vec<Arc<Map>> = maps()
-        .iter()
-        .map(|d| Map::create(d.clone()).expect("the oracle's maps can be created"))
-        .collect();
-    for k in 0u32..4 {
-        live[1]
-            .update(&k.to_le_bytes(), &[0x11; 16], BPF_ANY)
-            .expect("hash map accepts its first keys");
-    }
-    live
-}
 
 /// Fixed stand-ins for the clock and the random number helpers, so every
 /// engine sees the same values.

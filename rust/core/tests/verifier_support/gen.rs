@@ -17,7 +17,9 @@
 
 use ebpfvm_core::gen::Rng;
 use ebpfvm_core::isa::*;
-use ebpfvm_core::maps::{MapDef, MapType};
+use std::sync::Arc;
+
+use ebpfvm_core::maps::{Map, MapDef, MapType, BPF_ANY};
 
 /// The maps every generated program may use (index = lddw immediate).
 pub fn maps() -> Vec<MapDef> {
@@ -25,6 +27,21 @@ pub fn maps() -> Vec<MapDef> {
         MapDef::new(MapType::Array, 4, 24, 4).named("arr"),
         MapDef::new(MapType::Hash, 4, 16, 8).named("hash"),
     ]
+}
+
+/// Fresh maps for [`maps`], as programs run against them: some hash keys
+/// present, so lookups there succeed as well as fail.
+pub fn live_maps() -> Vec<Arc<Map>> {
+    let live: Vec<Arc<Map>> = maps()
+        .iter()
+        .map(|d| Map::create(d.clone()).expect("the oracle's maps can be created"))
+        .collect();
+    for k in 0u32..4 {
+        live[1]
+            .update(&k.to_le_bytes(), &[0x11; 16], BPF_ANY)
+            .expect("hash map accepts its first keys");
+    }
+    live
 }
 
 /// (key_size, value_size, max_entries) of [`maps`], for the generator.
