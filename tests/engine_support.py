@@ -162,6 +162,22 @@ def observe_all(
 
 # --- helpers used by several test files ---------------------------------------
 
+#: Sums the input bytes: a loop, loads, and a result that depends on them.
+LOOP_SUM = asm(
+    "mov %r0, 0",
+    "mov %r3, %r2",
+    "loop:",
+    "jeq %r3, 0, out",
+    "sub %r3, 1",
+    "mov %r4, %r1",
+    "add %r4, %r3",
+    "ldxb %r5, [%r4]",
+    "add %r0, %r5",
+    "ja loop",
+    "out:",
+    "exit",
+)
+
 NATIVE_PROTOTYPE = ctypes.CFUNCTYPE(ctypes.c_uint64, *([ctypes.c_uint64] * 5))
 
 

@@ -11,22 +11,7 @@ import time
 
 import ebpfvm
 import pytest
-from engine_support import asm
-
-LOOP_SUM = asm(
-    "mov %r0, 0",
-    "mov %r3, %r2",
-    "loop:",
-    "jeq %r3, 0, out",
-    "sub %r3, 1",
-    "mov %r4, %r1",
-    "add %r4, %r3",
-    "ldxb %r5, [%r4]",
-    "add %r0, %r5",
-    "ja loop",
-    "out:",
-    "exit",
-)
+from engine_support import LOOP_SUM, asm
 
 
 def test_engine_attributes() -> None:

@@ -11,23 +11,7 @@ import threading
 
 import ebpfvm
 import pytest
-from engine_support import asm
-
-#: Sums the input bytes: a loop, loads, and a result that depends on them.
-SUM = asm(
-    "mov %r0, 0",
-    "mov %r3, %r2",
-    "loop:",
-    "jeq %r3, 0, out",
-    "sub %r3, 1",
-    "mov %r4, %r1",
-    "add %r4, %r3",
-    "ldxb %r5, [%r4]",
-    "add %r0, %r5",
-    "ja loop",
-    "out:",
-    "exit",
-)
+from engine_support import LOOP_SUM, asm
 
 #: A BPF-to-BPF call: each function is compiled on its own.
 WITH_CALL = asm(
@@ -50,7 +34,7 @@ def load(text: str, **options: object) -> ebpfvm.Executable:
 
 
 def test_default_load_runs_baseline_code_then_optimized_code() -> None:
-    exe = load(SUM)
+    exe = load(LOOP_SUM)
     assert exe.jit_tier in ("baseline", "optimized")
     first = exe.run_counted(DATA)
     assert exe.wait_optimized() is True
@@ -60,7 +44,7 @@ def test_default_load_runs_baseline_code_then_optimized_code() -> None:
 
 
 def test_baseline_tier_only() -> None:
-    exe = load(SUM, jit_tier="baseline")
+    exe = load(LOOP_SUM, jit_tier="baseline")
     assert exe.jit_tier == "baseline"
     assert exe.run_counted(DATA) == EXPECTED
     # No optimized code is coming.
@@ -70,7 +54,7 @@ def test_baseline_tier_only() -> None:
 
 
 def test_optimized_tier_compiles_before_load_returns() -> None:
-    exe = load(SUM, jit_tier="optimized")
+    exe = load(LOOP_SUM, jit_tier="optimized")
     assert exe.jit_tier == "optimized"
     assert exe.wait_optimized(timeout=0) is True
     assert exe.run_counted(DATA) == EXPECTED
@@ -85,22 +69,22 @@ def test_programs_with_calls_in_both_tiers() -> None:
 
 def test_bad_tier_and_timeout_are_value_errors() -> None:
     with pytest.raises(ValueError, match='unknown jit_tier "fast"'):
-        load(SUM, jit_tier="fast")
-    exe = load(SUM)
+        load(LOOP_SUM, jit_tier="fast")
+    exe = load(LOOP_SUM)
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="timeout"):
             exe.wait_optimized(timeout=bad)
 
 
 def test_interpreter_has_no_tier() -> None:
-    exe = ebpfvm.Program.from_asm(SUM).load(engine="interpreter", verify=False)
+    exe = ebpfvm.Program.from_asm(LOOP_SUM).load(engine="interpreter", verify=False)
     assert exe.jit_tier is None
     assert exe.wait_optimized(timeout=0) is False
     assert exe.optimize_error is None
 
 
 def test_auto_compiles_tiered_once_hot() -> None:
-    exe = ebpfvm.Program.from_asm(SUM).load(engine="auto", verify=False)
+    exe = ebpfvm.Program.from_asm(LOOP_SUM).load(engine="auto", verify=False)
     assert exe.jit_tier is None
     assert exe.wait_optimized(timeout=0) is False  # not compiled yet
     results = {exe.run_counted(DATA) for _ in range(100)}
@@ -115,7 +99,7 @@ def test_auto_compiles_tiered_once_hot() -> None:
 def test_runs_on_other_threads_see_the_switch_unharmed() -> None:
     """Threads run the program while the optimized code is swapped in:
     every run gives the same result, before, during and after."""
-    exe = load(SUM)
+    exe = load(LOOP_SUM)
     stop = threading.Event()
     seen: list[set[tuple[int, int]]] = [set() for _ in range(2)]
 
@@ -153,7 +137,7 @@ def test_programs_dropped_before_their_turn_are_skipped() -> None:
     """Many loads dropped at once leave the background queue quickly: the
     compiles of dropped programs are skipped, so a later load still gets
     its optimized code."""
-    program = ebpfvm.Program.from_asm(SUM)
+    program = ebpfvm.Program.from_asm(LOOP_SUM)
     for _ in range(2000):
         program.load(engine="jit", verify=False)
     exe = program.load(engine="jit", verify=False)
@@ -164,12 +148,12 @@ def test_a_forked_child_gets_its_own_background_compiler() -> None:
     """fork() copies the parent's queue but not its thread: a child's tiered
     loads must still be optimized (a child stuck on baseline code, or
     waiting for ever, would be the failure)."""
-    load(SUM).wait_optimized()  # the parent's thread exists before the fork
+    load(LOOP_SUM).wait_optimized()  # the parent's thread exists before the fork
     pid = os.fork()
     if pid == 0:  # the child: report through the exit status only
         code = 1
         try:
-            exe = load(SUM)
+            exe = load(LOOP_SUM)
             ok = exe.wait_optimized(timeout=60) and exe.run_counted(DATA) == EXPECTED
             code = 0 if ok else 1
         finally:
