@@ -8,6 +8,7 @@
 //! skips programs dropped before their turn.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -77,6 +78,17 @@ pub struct TieredJit {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Background compiles run in this process (programs dropped before their
+/// turn are not compiled, and not counted).
+static BACKGROUND_COMPILES: AtomicU64 = AtomicU64::new(0);
+
+/// How many optimizing compiles the background thread has run in this
+/// process: a statistic, and how tests see that dropped programs are
+/// skipped.
+pub fn background_compiles() -> u64 {
+    BACKGROUND_COMPILES.load(Ordering::Relaxed)
+}
+
 /// Hands `job` to the process's background compiler thread, started on
 /// first use. False when no thread can be started.
 fn submit(job: Job) -> bool {
@@ -127,6 +139,7 @@ impl TieredJit {
             queued = submit(Box::new(move || {
                 // Dropped before its turn: nothing to do.
                 let Some(slot) = slot.upgrade() else { return };
+                BACKGROUND_COMPILES.fetch_add(1, Ordering::Relaxed);
                 let r = catch_unwind(AssertUnwindSafe(|| JitExecutable::compile(program, opts)))
                     .unwrap_or_else(|_| {
                         Err(ProgramError::whole("the optimizing compiler panicked"))
