@@ -100,8 +100,6 @@ def load_variant(
     if tier is not None:
         assert exe.compiled
         assert exe.jit_tier == tier, variant
-    elif variant == "jit":
-        assert exe.compiled
     elif variant == "interpreter":
         assert not exe.compiled
     elif variant == "auto":
